@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages lmscope needs, only those that are missing (Debian 12; run as root,
+# or with sudo available). Called by `make run` / `make test`; safe to run again.
+set -euo pipefail
+PKGS=(build-essential cmake pkg-config nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev
+      libutf8proc-dev libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev nodejs npm python3)
+if [[ "${LMSCOPE_WITH_BROWSER:-1}" == 1 ]]; then PKGS+=(chromium); fi
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then exit 0; fi
+echo "install_deps: installing ${missing[*]}"
+SUDO=""
+if [[ $(id -u) != 0 ]]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
