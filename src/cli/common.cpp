@@ -1,0 +1,53 @@
+#include "cli/common.h"
+
+#include <fmt/format.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+
+#include "core/error.h"
+
+namespace lmscope {
+
+std::vector<int32_t> parse_id_list(const std::string& s, const std::string& flag) {
+    std::vector<int32_t> ids;
+    size_t i = 0;
+    while (i < s.size()) {
+        if (s[i] == ',' || std::isspace(static_cast<unsigned char>(s[i]))) {
+            ++i;
+            continue;
+        }
+        size_t j = i;
+        while (j < s.size() && s[j] != ',' && !std::isspace(static_cast<unsigned char>(s[j]))) ++j;
+        const std::string tok = s.substr(i, j - i);
+        char* end = nullptr;
+        errno = 0;
+        long long v = std::strtoll(tok.c_str(), &end, 10);
+        if (end == tok.c_str() || *end != '\0' || errno != 0 || v < 0 || v > INT32_MAX)
+            throw UsageError(fmt::format("{}: '{}' is not a token id (expected non-negative integers)", flag, tok));
+        ids.push_back(static_cast<int32_t>(v));
+        i = j;
+    }
+    if (ids.empty()) throw UsageError(fmt::format("{}: no token ids given", flag));
+    return ids;
+}
+
+std::string human_bytes(double b) {
+    const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+    int u = 0;
+    while (b >= 1000 && u < 4) {
+        b /= 1000;
+        ++u;
+    }
+    return u == 0 ? fmt::format("{:.0f} B", b) : fmt::format("{:.2f} {}", b, units[u]);
+}
+
+std::string human_count(double n) {
+    if (n >= 1e9) return fmt::format("{:.2f}B", n / 1e9);
+    if (n >= 1e6) return fmt::format("{:.2f}M", n / 1e6);
+    if (n >= 1e3) return fmt::format("{:.1f}K", n / 1e3);
+    return fmt::format("{:.0f}", n);
+}
+
+}  // namespace lmscope

@@ -1,0 +1,137 @@
+#include "model/decoder.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "core/error.h"
+#include "model/rope_table.h"
+#include "ops/ops.h"
+
+namespace lmscope {
+
+namespace {
+
+// Shows a tensor to the observer under `name` if it wants it; formats the name only then.
+template <typename NameFn>
+void show(TensorObserver* obs, NameFn&& name_fn, const float* data, Shape shape) {
+    if (!obs) return;
+    const std::string name = name_fn();
+    if (obs->wants(name)) obs->observe(name, data, shape);
+}
+
+}  // namespace
+
+DecoderModel DecoderModel::load(const std::string& dir) {
+    ModelConfig cfg = ModelConfig::load(dir);
+    Checkpoint ckpt = Checkpoint::open(dir);
+    return DecoderModel(std::move(cfg), std::move(ckpt));
+}
+
+DecoderModel::DecoderModel(ModelConfig cfg, Checkpoint ckpt) : cfg_(std::move(cfg)), ckpt_(std::move(ckpt)) {
+    w_ = load_weights(ckpt_, cfg_);
+    inv_freq_ = rope_inv_freq(cfg_.rope, cfg_.head_dim);
+}
+
+KVCache DecoderModel::new_cache(int64_t capacity) const {
+    KVCache c;
+    c.capacity = capacity;
+    c.k.assign(static_cast<size_t>(cfg_.num_layers), std::vector<float>(static_cast<size_t>(capacity * cfg_.kv_dim())));
+    c.v.assign(static_cast<size_t>(cfg_.num_layers), std::vector<float>(static_cast<size_t>(capacity * cfg_.kv_dim())));
+    return c;
+}
+
+void DecoderModel::ensure_workspace(int64_t T) {
+    if (T <= ws_tokens_) return;
+    const auto n = [T](int64_t per_token) { return static_cast<size_t>(T * per_token); };
+    x_.resize(n(cfg_.hidden_size));
+    h_.resize(n(cfg_.hidden_size));
+    q_.resize(n(cfg_.q_dim()));
+    k_.resize(n(cfg_.kv_dim()));
+    v_.resize(n(cfg_.kv_dim()));
+    att_.resize(n(std::max(cfg_.q_dim(), cfg_.hidden_size)));
+    gate_.resize(n(cfg_.intermediate_size));
+    up_.resize(n(cfg_.intermediate_size));
+    cos_.resize(n(cfg_.head_dim / 2));
+    sin_.resize(n(cfg_.head_dim / 2));
+    ws_tokens_ = T;
+}
+
+void DecoderModel::forward(const int32_t* ids, int64_t T, KVCache& cache, float* logits, bool all_logits,
+                           TensorObserver* obs) {
+    if (T <= 0) return;
+    if (cache.len + T > cache.capacity)
+        fail("KV cache holds {} positions; {} more do not fit after {}", cache.capacity, T, cache.len);
+    ensure_workspace(T);
+    const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size, D = cfg_.head_dim;
+    const int64_t Hq = cfg_.num_heads, Hkv = cfg_.num_kv_heads, QD = cfg_.q_dim(), KVD = cfg_.kv_dim();
+    const float eps = static_cast<float>(cfg_.rms_norm_eps);
+    const int64_t pos0 = cache.len;
+    float *x = x_.data(), *h = h_.data(), *q = q_.data(), *k = k_.data(), *v = v_.data(), *att = att_.data();
+
+    embedding(ids, T, w_.embed, x);  // (T, H)
+    show(obs, [] { return std::string("model.embed_tokens"); }, x, {T, H});
+    rope_cos_sin(inv_freq_, pos0, T, cos_.data(), sin_.data());
+
+    for (int64_t l = 0; l < cfg_.num_layers; ++l) {
+        const LayerWeights& L = w_.layers[static_cast<size_t>(l)];
+        auto nm = [l](const char* what) { return [l, what] { return fmt::format("model.layers.{}.{}", l, what); }; };
+
+        rms_norm(x, T, H, L.input_norm, eps, h);  // (T, H)
+        show(obs, nm("input_layernorm"), h, {T, H});
+        linear(h, T, L.q, q);  // (T, Hq*D)
+        linear(h, T, L.k, k);  // (T, Hkv*D)
+        linear(h, T, L.v, v);  // (T, Hkv*D)
+        show(obs, nm("self_attn.q_proj"), q, {T, QD});
+        show(obs, nm("self_attn.k_proj"), k, {T, KVD});
+        show(obs, nm("self_attn.v_proj"), v, {T, KVD});
+        if (cfg_.qk_norm) {  // Qwen3: per-head RMSNorm over head_dim, before RoPE
+            rms_norm(q, T * Hq, D, L.q_norm, eps, q);
+            rms_norm(k, T * Hkv, D, L.k_norm, eps, k);
+            show(obs, nm("self_attn.q_norm"), q, {T, Hq, D});
+            show(obs, nm("self_attn.k_norm"), k, {T, Hkv, D});
+        }
+        rope(q, T, Hq, D, cos_.data(), sin_.data());
+        rope(k, T, Hkv, D, cos_.data(), sin_.data());
+        show(obs, nm("self_attn.q_rope"), q, {T, Hq, D});
+        show(obs, nm("self_attn.k_rope"), k, {T, Hkv, D});
+
+        float* kc = cache.k[static_cast<size_t>(l)].data();
+        float* vc = cache.v[static_cast<size_t>(l)].data();
+        std::memcpy(kc + pos0 * KVD, k, sizeof(float) * static_cast<size_t>(T * KVD));
+        std::memcpy(vc + pos0 * KVD, v, sizeof(float) * static_cast<size_t>(T * KVD));
+        const AttentionShape as{T, pos0, Hq, Hkv, D, 1.0f / std::sqrt(static_cast<float>(D))};
+        attention(q, kc, vc, as, att);  // (T, Hq*D)
+        show(obs, nm("self_attn.attn_output"), att, {T, Hq, D});
+        linear(att, T, L.o, h);  // (T, H)
+        show(obs, nm("self_attn.o_proj"), h, {T, H});
+        for (int64_t i = 0; i < T * H; ++i) x[i] += h[i];
+        show(obs, nm("attn_residual"), x, {T, H});
+
+        rms_norm(x, T, H, L.post_norm, eps, h);
+        show(obs, nm("post_attention_layernorm"), h, {T, H});
+        linear(h, T, L.gate, gate_.data());  // (T, I)
+        linear(h, T, L.up, up_.data());      // (T, I)
+        show(obs, nm("mlp.gate_proj"), gate_.data(), {T, I});
+        show(obs, nm("mlp.up_proj"), up_.data(), {T, I});
+        silu_mul(gate_.data(), up_.data(), T * I, gate_.data());
+        show(obs, nm("mlp.act"), gate_.data(), {T, I});
+        linear(gate_.data(), T, L.down, h);  // (T, H)
+        show(obs, nm("mlp.down_proj"), h, {T, H});
+        for (int64_t i = 0; i < T * H; ++i) x[i] += h[i];
+        show(obs, [l] { return fmt::format("model.layers.{}", l); }, x, {T, H});
+    }
+    cache.len += T;
+
+    // Only the rows whose logits are wanted go through the final norm and the head.
+    const int64_t first = all_logits ? 0 : T - 1;
+    const int64_t n_out = T - first;
+    rms_norm(x + first * H, n_out, H, w_.final_norm, eps, h);
+    show(obs, [] { return std::string("model.norm"); }, h, {n_out, H});
+    if (logits) {
+        linear(h, n_out, w_.lm_head, logits);  // (n_out, V)
+        show(obs, [] { return std::string("logits"); }, logits, {n_out, cfg_.vocab_size});
+    }
+}
+
+}  // namespace lmscope

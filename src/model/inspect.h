@@ -1,0 +1,45 @@
+// Checkpoint inspection: every tensor, parameter counts per component, and findings where the
+// config and the tensors disagree. Used by `lmscope inspect`; later stages add quantization rules.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "model/config.h"
+
+namespace lmscope {
+
+struct Finding {
+    std::string severity;  // "error" | "warning" | "info"
+    std::string rule;      // stable id, e.g. "shape-mismatch"
+    std::string tensor;    // tensor or field concerned ("" when global)
+    std::string message;
+};
+
+struct ComponentCount {
+    int64_t params = 0;
+    uint64_t bytes = 0;
+    int tensors = 0;
+};
+
+struct InspectReport {
+    std::string path;
+    std::vector<TensorInfo> tensors;  // sorted by name
+    std::optional<ModelConfig> config;
+    std::map<std::string, ComponentCount> components;  // embedding, attention, mlp, norms, head, other
+    int64_t total_params = 0;
+    uint64_t total_bytes = 0;
+    std::vector<Finding> findings;
+    bool has_errors() const;
+};
+
+/** `path`: model folder (config.json optional) or a .safetensors / index file. */
+InspectReport inspect_checkpoint(const std::string& path);
+
+/** Component a tensor name belongs to. */
+std::string tensor_component(const std::string& name);
+
+}  // namespace lmscope

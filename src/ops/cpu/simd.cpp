@@ -1,0 +1,173 @@
+#include "ops/cpu/simd.h"
+
+#include <immintrin.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace lmscope::simd {
+
+namespace {
+
+Isa detect() {
+    const char* env = std::getenv("LMSCOPE_ISA");
+    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    if (env && std::strcmp(env, "portable") == 0) return Isa::Portable;
+    return avx2 ? Isa::Avx2 : Isa::Portable;
+}
+
+Isa& current() {
+    static Isa isa = detect();
+    return isa;
+}
+
+// ---------------- portable ----------------
+float dot_portable(const float* a, const float* b, int64_t n) {
+    float s[4] = {0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; ++j) s[j] += a[i + j] * b[i + j];
+    for (; i < n; ++i) s[0] += a[i] * b[i];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+void row_to_f32_portable(const void* w, DType dt, int64_t n, float* out) {
+    convert(w, dt, out, DType::F32, static_cast<size_t>(n));
+}
+
+// ---------------- AVX2 + FMA + F16C ----------------
+__attribute__((target("avx2,fma"))) float hsum(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+__attribute__((target("avx2,fma,f16c"))) __m256 load8(const void* p, DType dt, int64_t i) {
+    switch (dt) {
+        case DType::BF16: {
+            __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
+            return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+        }
+        case DType::F16: {
+            __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
+            return _mm256_cvtph_ps(h);
+        }
+        default: return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+    }
+}
+
+__attribute__((target("avx2,fma"))) float dot_avx2(const float* a, const float* b, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; ++i) s += a[i] * b[i];
+    return s;
+}
+
+__attribute__((target("avx2,fma"))) void axpy_avx2(float a, const float* x, float* y, int64_t n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; ++i) y[i] += a * x[i];
+}
+
+__attribute__((target("avx2,fma,f16c"))) float dot_weight_avx2(const float* x, const void* w, DType dt, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8(w, dt, i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), load8(w, dt, i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), load8(w, dt, i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), load8(w, dt, i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8(w, dt, i), s0);
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; ++i) s += x[i] * static_cast<float>(load_as_f64(w, dt, static_cast<size_t>(i)));
+    return s;
+}
+
+__attribute__((target("avx2,fma,f16c"))) void row_to_f32_avx2(const void* w, DType dt, int64_t n, float* out) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, load8(w, dt, i));
+    for (; i < n; ++i) out[i] = static_cast<float>(load_as_f64(w, dt, static_cast<size_t>(i)));
+}
+
+__attribute__((target("avx2,fma"))) void dot_4x2_avx2(const float* x, int64_t xs, const float* w, int64_t ws,
+                                                       int64_t n, float acc[4][2]) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps(), a10 = _mm256_setzero_ps(),
+           a11 = _mm256_setzero_ps(), a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps(),
+           a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
+    const float *x0 = x, *x1 = x + xs, *x2 = x + 2 * xs, *x3 = x + 3 * xs, *w0 = w, *w1 = w + ws;
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        const __m256 vw0 = _mm256_loadu_ps(w0 + k), vw1 = _mm256_loadu_ps(w1 + k);
+        __m256 vx = _mm256_loadu_ps(x0 + k);
+        a00 = _mm256_fmadd_ps(vx, vw0, a00);
+        a01 = _mm256_fmadd_ps(vx, vw1, a01);
+        vx = _mm256_loadu_ps(x1 + k);
+        a10 = _mm256_fmadd_ps(vx, vw0, a10);
+        a11 = _mm256_fmadd_ps(vx, vw1, a11);
+        vx = _mm256_loadu_ps(x2 + k);
+        a20 = _mm256_fmadd_ps(vx, vw0, a20);
+        a21 = _mm256_fmadd_ps(vx, vw1, a21);
+        vx = _mm256_loadu_ps(x3 + k);
+        a30 = _mm256_fmadd_ps(vx, vw0, a30);
+        a31 = _mm256_fmadd_ps(vx, vw1, a31);
+    }
+    acc[0][0] = hsum(a00); acc[0][1] = hsum(a01);
+    acc[1][0] = hsum(a10); acc[1][1] = hsum(a11);
+    acc[2][0] = hsum(a20); acc[2][1] = hsum(a21);
+    acc[3][0] = hsum(a30); acc[3][1] = hsum(a31);
+    for (; k < n; ++k)
+        for (int i = 0; i < 4; ++i) {
+            acc[i][0] += x[i * xs + k] * w0[k];
+            acc[i][1] += x[i * xs + k] * w1[k];
+        }
+}
+
+}  // namespace
+
+Isa active_isa() { return current(); }
+const char* isa_name(Isa isa) { return isa == Isa::Avx2 ? "avx2" : "portable"; }
+void force_isa(Isa isa) { current() = isa; }
+
+float dot_f32(const float* a, const float* b, int64_t n) {
+    return current() == Isa::Avx2 ? dot_avx2(a, b, n) : dot_portable(a, b, n);
+}
+
+void axpy_f32(float a, const float* x, float* y, int64_t n) {
+    if (current() == Isa::Avx2) return axpy_avx2(a, x, y, n);
+    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+float dot_weight_row(const float* x, const void* w, DType dt, int64_t n) {
+    if (current() == Isa::Avx2) return dot_weight_avx2(x, w, dt, n);
+    if (dt == DType::F32) return dot_portable(x, static_cast<const float*>(w), n);
+    float s = 0;
+    for (int64_t i = 0; i < n; ++i) s += x[i] * static_cast<float>(load_as_f64(w, dt, static_cast<size_t>(i)));
+    return s;
+}
+
+void row_to_f32(const void* w, DType dt, int64_t n, float* out) {
+    current() == Isa::Avx2 ? row_to_f32_avx2(w, dt, n, out) : row_to_f32_portable(w, dt, n, out);
+}
+
+void dot_4x2(const float* x, int64_t xs, const float* w, int64_t ws, int64_t n, float acc[4][2]) {
+    if (current() == Isa::Avx2) return dot_4x2_avx2(x, xs, w, ws, n, acc);
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 2; ++j) acc[i][j] = dot_portable(x + i * xs, w + j * ws, n);
+}
+
+}  // namespace lmscope::simd

@@ -1,0 +1,31 @@
+// Small f32 vector primitives with run-time ISA selection (portable or AVX2+FMA+F16C), shared by
+// the fast CPU ops. LMSCOPE_ISA=portable forces the portable path (tests run both).
+#pragma once
+
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace lmscope::simd {
+
+enum class Isa { Portable, Avx2 };
+/** Best ISA this CPU supports, unless LMSCOPE_ISA overrides it. */
+Isa active_isa();
+const char* isa_name(Isa isa);
+/** For tests: force an ISA (must be supported). */
+void force_isa(Isa isa);
+
+float dot_f32(const float* a, const float* b, int64_t n);
+/** y += a * x */
+void axpy_f32(float a, const float* x, float* y, int64_t n);
+/** Dot of an f32 vector with a stored weight row (F32/F16/BF16), converting in registers. */
+float dot_weight_row(const float* x, const void* w_row, DType dt, int64_t n);
+/** Row of a stored weight (F32/F16/BF16) to f32. */
+void row_to_f32(const void* w_row, DType dt, int64_t n, float* out);
+/**
+ * acc[i][j] = dot(x_i, w_j) for i < 4 tokens and j < 2 rows, all f32 of length n.
+ * x rows at x + i * x_stride; w rows at w + j * w_stride.
+ */
+void dot_4x2(const float* x, int64_t x_stride, const float* w, int64_t w_stride, int64_t n, float acc[4][2]);
+
+}  // namespace lmscope::simd

@@ -1,0 +1,63 @@
+// The inference ops of the decoder, on f32 activations. Each op has a scalar reference `<op>_ref`
+// (ops/ref/, double accumulators, single thread: the oracle for tests) and a fast CPU version
+// `<op>_cpu` (ops/cpu/, threads + SIMD) with the same signature; `<op>` dispatches to the fast one
+// unless reference mode is on (LMSCOPE_REF=1 or set_reference_mode(true)).
+// Dimension letters: T tokens in this call, S keys in the cache, H/Hq/Hkv heads, D head_dim, C channels.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "model/weights.h"
+
+namespace lmscope {
+
+void set_reference_mode(bool on);
+bool reference_mode();
+
+/** out (T, H) = table[ids] converted to f32; table (V, H) any float dtype. */
+void embedding_ref(const int32_t* ids, int64_t T, const Tensor& table, float* out);
+void embedding_cpu(const int32_t* ids, int64_t T, const Tensor& table, float* out);
+void embedding(const int32_t* ids, int64_t T, const Tensor& table, float* out);
+
+/**
+ * y (R, C) = x / sqrt(mean(x^2) + eps) * weight, per row, in transformers' order (normalise in f32,
+ * then multiply by the weight). weight (C) any float dtype, or undefined for a weightless norm.
+ * In-place (y == x) is allowed.
+ */
+void rms_norm_ref(const float* x, int64_t R, int64_t C, const Tensor& weight, float eps, float* y);
+void rms_norm_cpu(const float* x, int64_t R, int64_t C, const Tensor& weight, float eps, float* y);
+void rms_norm(const float* x, int64_t R, int64_t C, const Tensor& weight, float eps, float* y);
+
+/** y (T, out) = x (T, in) W^T + b; W (out, in) F32/F16/BF16. */
+void linear_ref(const float* x, int64_t T, const Linear& w, float* y);
+void linear_cpu(const float* x, int64_t T, const Linear& w, float* y);
+void linear(const float* x, int64_t T, const Linear& w, float* y);
+
+/**
+ * Rotate-half RoPE in place on x (T, H, D) with per-token tables cos/sin (T, D/2):
+ * x[i] <- x[i] cos - x[i+D/2] sin, x[i+D/2] <- x[i+D/2] cos + x[i] sin  (HF convention, +theta).
+ */
+void rope_ref(float* x, int64_t T, int64_t H, int64_t D, const float* cos, const float* sin);
+void rope_cpu(float* x, int64_t T, int64_t H, int64_t D, const float* cos, const float* sin);
+void rope(float* x, int64_t T, int64_t H, int64_t D, const float* cos, const float* sin);
+
+/**
+ * Causal GQA attention over a KV cache, never materialising (T, S) scores.
+ * q (T, Hq, D); k, v (S, Hkv, D) with S >= pos0 + T; query t sits at position pos0 + t and attends
+ * keys 0..pos0+t; query head h uses kv head h / (Hq / Hkv). out (T, Hq, D). Softmax in f32.
+ */
+struct AttentionShape {
+    int64_t T, pos0, Hq, Hkv, D;
+    float scale;
+};
+void attention_ref(const float* q, const float* k, const float* v, const AttentionShape& s, float* out);
+void attention_cpu(const float* q, const float* k, const float* v, const AttentionShape& s, float* out);
+void attention(const float* q, const float* k, const float* v, const AttentionShape& s, float* out);
+
+/** out (n) = silu(gate) * up. */
+void silu_mul_ref(const float* gate, const float* up, int64_t n, float* out);
+void silu_mul_cpu(const float* gate, const float* up, int64_t n, float* out);
+void silu_mul(const float* gate, const float* up, int64_t n, float* out);
+
+}  // namespace lmscope
