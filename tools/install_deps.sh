@@ -3,7 +3,7 @@
 # or with sudo available). Called by `make run` / `make test`; safe to run again.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev
-      libutf8proc-dev libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev nodejs npm python3)
+      libutf8proc-dev libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev nodejs npm python3 ccache)
 if [[ "${LMSCOPE_WITH_BROWSER:-1}" == 1 ]]; then PKGS+=(chromium); fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -18,6 +18,11 @@ int cli_main(int argc, char** argv) {
     register_run(app);
     register_init(app);
     register_bench(app);
+    register_train(app);
+    register_eval(app);
+    register_trace(app);
+    register_quantize(app);
+    register_dequantize(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

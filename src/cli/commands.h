@@ -14,5 +14,10 @@ void register_tokenize(CLI::App& app);
 void register_run(CLI::App& app);
 void register_init(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_train(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_trace(CLI::App& app);
+void register_quantize(CLI::App& app);
+void register_dequantize(CLI::App& app);
 
 }  // namespace lmscope

@@ -14,6 +14,16 @@ bool is_weight_dtype(DType t) { return t == DType::F32 || t == DType::F16 || t =
 
 }  // namespace
 
+Linear Linear::dense(std::string name, Tensor weight, Tensor bias) {
+    Linear l;
+    l.name = std::move(name);
+    l.out_features = weight.dim(0);
+    l.in_features = weight.dim(1);
+    l.weight = std::move(weight);
+    l.bias = std::move(bias);
+    return l;
+}
+
 ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg) {
     std::map<std::string, Tensor> got;
     size_t bytes = 0;
@@ -38,13 +48,13 @@ ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg) {
         return it == got.end() ? Tensor() : it->second;
     };
     auto linear = [&](const std::string& path) {
-        return Linear{path, take(path + ".weight"), take(path + ".bias")};
+        return Linear::dense(path, take(path + ".weight"), take(path + ".bias"));
     };
     ModelWeights w;
     w.embed = take("model.embed_tokens.weight");
     w.final_norm = take("model.norm.weight");
     if (cfg.tie_word_embeddings)
-        w.lm_head = Linear{"lm_head", w.embed, Tensor()};
+        w.lm_head = Linear::dense("lm_head", w.embed);
     else
         w.lm_head = linear("lm_head");
     for (int64_t l = 0; l < cfg.num_layers; ++l) {

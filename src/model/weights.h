@@ -11,13 +11,28 @@
 
 namespace lmscope {
 
-/** y = x W^T (+ b). weight (out, in) in F32/F16/BF16; bias (out) optional. */
+/** How a linear layer's weight is stored. */
+enum class LinearFormat {
+    Dense,     // weight (out, in) F32/F16/BF16
+    Fp8Block,  // weight (out, in) F8_E4M3 codes; scale = weight_scale_inv (ceil(out/bo), ceil(in/bi)) float
+    AwqInt4,   // AutoAWQ gemm: weight = qweight I32 (in, out/8); qzeros I32 (in/g, out/8); scale F16 (in/g, out)
+};
+
+/** y = x W^T (+ b). The weight stays in its stored format; the matmul dequantises on the fly. */
 struct Linear {
     std::string name;  // module path, e.g. "model.layers.0.self_attn.q_proj"
+    LinearFormat format = LinearFormat::Dense;
     Tensor weight;
-    Tensor bias;
-    int64_t in() const { return weight.dim(1); }
-    int64_t out() const { return weight.dim(0); }
+    Tensor bias;    // (out) optional
+    Tensor scale;   // Fp8Block / AwqInt4 only
+    Tensor qzeros;  // AwqInt4 only
+    int64_t block_out = 128, block_in = 128;  // Fp8Block block size
+    int64_t group_size = 128;                 // AwqInt4 group size along in
+    int64_t in_features = 0, out_features = 0;
+    int64_t in() const { return in_features; }
+    int64_t out() const { return out_features; }
+    /** Dense linear over a float weight (out, in). */
+    static Linear dense(std::string name, Tensor weight, Tensor bias = Tensor());
 };
 
 struct LayerWeights {
