@@ -40,7 +40,7 @@ fuzz: deps
 	@bash tools/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 test: unit asan fuzz
-	@echo "make test: all suites passed"
+	@bash tools/test_summary.sh $(BUILD) $(ASAN_BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

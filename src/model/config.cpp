@@ -23,18 +23,25 @@ std::string found(const json& v) {
     return s;
 }
 
-int64_t req_int(const json& j, const char* key, const std::string& label, int64_t min_value = 1) {
+// Upper bound for any size field: far above real models (Qwen3-235B: hidden 4096, vocab 151936,
+// 94 layers) and low enough that a crafted config cannot make lmscope allocate without bound.
+constexpr int64_t kMaxDim = int64_t(1) << 24;
+
+int64_t req_int(const json& j, const char* key, const std::string& label, int64_t min_value = 1,
+                int64_t max_value = kMaxDim) {
     if (!j.contains(key)) fail("{}: missing field '{}'", label, key);
     const json& v = j[key];
     if (!v.is_number_integer() || v.get<int64_t>() < min_value)
         fail("{}: field '{}': expected an integer >= {}, found {}", label, key, min_value, found(v));
+    if (v.get<int64_t>() > max_value)
+        fail("{}: field '{}': expected at most {}, found {}", label, key, max_value, found(v));
     return v.get<int64_t>();
 }
 
 int64_t opt_int(const json& j, const char* key, int64_t fallback, const std::string& label,
-                int64_t min_value = 1) {
+                int64_t min_value = 1, int64_t max_value = kMaxDim) {
     if (!j.contains(key) || j[key].is_null()) return fallback;
-    return req_int(j, key, label, min_value);
+    return req_int(j, key, label, min_value, max_value);
 }
 
 double opt_num(const json& j, const char* key, double fallback, const std::string& label) {
@@ -152,14 +159,14 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& label) {
     cfg.vocab_size = req_int(j, "vocab_size", label);
     cfg.hidden_size = req_int(j, "hidden_size", label);
     cfg.intermediate_size = req_int(j, "intermediate_size", label);
-    cfg.num_layers = req_int(j, "num_hidden_layers", label);
-    cfg.num_heads = req_int(j, "num_attention_heads", label);
-    cfg.num_kv_heads = opt_int(j, "num_key_value_heads", cfg.num_heads, label);
+    cfg.num_layers = req_int(j, "num_hidden_layers", label, 1, 4096);
+    cfg.num_heads = req_int(j, "num_attention_heads", label, 1, 4096);
+    cfg.num_kv_heads = opt_int(j, "num_key_value_heads", cfg.num_heads, label, 1, 4096);
     if (cfg.num_heads % cfg.num_kv_heads != 0)
         fail("{}: field 'num_key_value_heads': expected a divisor of num_attention_heads ({}), found {}", label,
              cfg.num_heads, cfg.num_kv_heads);
     if (j.contains("head_dim") && !j["head_dim"].is_null()) {
-        cfg.head_dim = req_int(j, "head_dim", label);
+        cfg.head_dim = req_int(j, "head_dim", label, 1, 4096);
         cfg.head_dim_from_config = true;
     } else {
         if (cfg.hidden_size % cfg.num_heads != 0)
@@ -175,7 +182,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& label) {
     parse_rope(j, cfg, label, traits->default_rope_theta);
     cfg.tie_word_embeddings = json_bool(j, "tie_word_embeddings", false, label);
     traits->apply_flags(j, cfg, label);
-    cfg.max_position_embeddings = opt_int(j, "max_position_embeddings", 0, label, 0);
+    cfg.max_position_embeddings = opt_int(j, "max_position_embeddings", 0, label, 0, int64_t(1) << 40);
     if (j.contains("eos_token_id")) cfg.eos_token_ids = parse_token_ids(j["eos_token_id"]);
     if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer())
         cfg.bos_token_id = j["bos_token_id"].get<int64_t>();
@@ -185,6 +192,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& label) {
 }
 
 ModelConfig ModelConfig::load(const std::string& path) {
+    if (!fs::exists(path)) fail("{}: no such file or folder", path);
     std::string file = path;
     if (fs::is_directory(path)) file = (fs::path(path) / "config.json").string();
     if (!fs::exists(file)) fail("{}: missing (a model folder needs config.json)", file);

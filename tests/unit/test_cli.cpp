@@ -1,0 +1,179 @@
+// The CLI's contract with scripts: exit 0 on success, 2 with a usage line on bad arguments, 1 with one
+// line naming the file / tensor / field on bad input files.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
+#include "test_util.h"
+
+using namespace lmscope;
+using lmscope::testing::golden_dir;
+using lmscope::testing::make_temp_dir;
+using lmscope::testing::run_cli;
+namespace fs = std::filesystem;
+
+namespace {
+
+int count_lines(const std::string& s) {
+    int n = 0;
+    for (char c : s) n += c == '\n';
+    return n;
+}
+
+// A copy of a golden checkpoint folder that a test may break.
+std::string copy_case(const std::string& name) {
+    std::string dir = make_temp_dir("cli");
+    for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(golden_dir(name) + "/" + f, dir + "/" + f);
+    return dir;
+}
+
+}  // namespace
+
+TEST(Cli, HelpForEveryCommand) {
+    for (const char* cmd : {"", "inspect", "tokenize", "run", "init", "bench"}) {
+        auto r = run_cli(std::string(cmd) + " --help");
+        EXPECT_EQ(r.exit_code, 0) << cmd;
+        EXPECT_NE(r.output.find("Usage"), std::string::npos) << cmd;
+    }
+}
+
+TEST(Cli, BadArgumentsExit2WithUsage) {
+    auto r = run_cli("run --model x --prompt a --max-new-tokens nope");
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.output.find("usage: lmscope run --help"), std::string::npos) << r.output;
+    EXPECT_EQ(run_cli("frobnicate").exit_code, 2);
+    EXPECT_EQ(run_cli("run --model " + golden_dir("qwen3_gqa")).exit_code, 2);  // neither --prompt nor --ids
+    EXPECT_EQ(run_cli("run --model " + golden_dir("qwen3_gqa") + " --ids 1,x").exit_code, 2);
+    EXPECT_EQ(run_cli("init --preset nope /tmp/x").exit_code, 2);
+}
+
+TEST(Cli, RunWithIdsNeedsNoTokenizerAndSavesLogits) {
+    std::string dir = make_temp_dir("logits");
+    auto r = run_cli("run --model " + golden_dir("qwen3_gqa") + " --ids 3,1,4,1,5 --max-new-tokens 4 --save-logits " + dir +
+                     "/l.safetensors");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("tok/s"), std::string::npos);
+    SafetensorsFile f = SafetensorsFile::open(dir + "/l.safetensors");
+    ASSERT_EQ(f.tensors().size(), 1u);
+    EXPECT_EQ(f.tensors()[0].name, "logits");
+    EXPECT_EQ(f.tensors()[0].dtype, DType::F32);
+    EXPECT_EQ(f.tensors()[0].shape, (Shape{5, 256}));
+    // --max-new-tokens 0 runs the prompt only
+    auto r0 = run_cli("run --model " + golden_dir("qwen3_gqa") + " --ids 3,1 --max-new-tokens 0");
+    EXPECT_EQ(r0.exit_code, 0) << r0.output;
+    fs::remove_all(dir);
+}
+
+TEST(Cli, InspectListsTensorsAndJson) {
+    auto r = run_cli("inspect " + golden_dir("qwen3_gqa"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("model.layers.0.self_attn.q_proj.weight"), std::string::npos);
+    EXPECT_NE(r.output.find("[128, 64]"), std::string::npos);
+    auto j = run_cli("inspect --json " + golden_dir("qwen3_gqa"));
+    ASSERT_EQ(j.exit_code, 0);
+    auto doc = nlohmann::json::parse(j.output);
+    EXPECT_EQ(doc["config"]["head_dim"], 32);
+    EXPECT_EQ(doc["tensors"].size(), 25u);
+}
+
+TEST(CliBadInput, ShapeDisagreesWithConfig) {
+    std::string dir = copy_case("qwen3_gqa");
+    auto cfg = nlohmann::json::parse(read_file(dir + "/config.json"));
+    cfg["head_dim"] = 16;  // tensors were made with head_dim 32
+    write_text_atomic(dir + "/config.json", cfg.dump());
+    auto r = run_cli("run --model " + dir + " --ids 1,2");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(count_lines(r.output), 1) << r.output;
+    EXPECT_NE(r.output.find("tensor 'model.layers.0.self_attn.q_proj.weight' has shape [128, 64] but"), std::string::npos)
+        << r.output;
+    EXPECT_NE(r.output.find("expects [64, 64] (num_attention_heads 4 x head_dim 16, hidden_size 64)"), std::string::npos)
+        << r.output;
+    auto i = run_cli("inspect " + dir);
+    EXPECT_EQ(i.exit_code, 1);
+    EXPECT_NE(i.output.find("shape-mismatch"), std::string::npos);
+    fs::remove_all(dir);
+}
+
+TEST(CliBadInput, MissingTensor) {
+    std::string dir = copy_case("qwen3_gqa");
+    auto cfg = nlohmann::json::parse(read_file(dir + "/config.json"));
+    cfg["tie_word_embeddings"] = false;
+    cfg["num_hidden_layers"] = 3;
+    write_text_atomic(dir + "/config.json", cfg.dump());
+    auto r = run_cli("run --model " + dir + " --ids 1,2");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.output.find("missing tensor 'model.layers.2.input_layernorm.weight'"), std::string::npos) << r.output;
+    fs::remove_all(dir);
+}
+
+TEST(CliBadInput, BadConfigField) {
+    std::string dir = copy_case("qwen2_bias");
+    auto cfg = nlohmann::json::parse(read_file(dir + "/config.json"));
+    cfg.erase("vocab_size");
+    write_text_atomic(dir + "/config.json", cfg.dump());
+    auto r = run_cli("run --model " + dir + " --ids 1,2");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(r.output, "lmscope: error: " + dir + "/config.json: missing field 'vocab_size'\n");
+    fs::remove_all(dir);
+}
+
+TEST(CliBadInput, TruncatedSafetensors) {
+    std::string dir = copy_case("qwen3_gqa");
+    fs::resize_file(dir + "/model.safetensors", fs::file_size(dir + "/model.safetensors") - 1000);
+    auto r = run_cli("inspect " + dir);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(count_lines(r.output), 1) << r.output;
+    EXPECT_NE(r.output.find("model.safetensors"), std::string::npos) << r.output;
+    fs::remove_all(dir);
+}
+
+TEST(CliBadInput, MissingShard) {
+    std::string dir = copy_case("qwen3_gqa");
+    nlohmann::json index = {{"metadata", nlohmann::json::object()}, {"weight_map", nlohmann::json::object()}};
+    SafetensorsFile f = SafetensorsFile::open(dir + "/model.safetensors");
+    for (const auto& t : f.tensors()) index["weight_map"][t.name] = "model.safetensors";
+    index["weight_map"]["model.norm.weight"] = "model-00002-of-00002.safetensors";
+    write_text_atomic(dir + "/model.safetensors.index.json", index.dump());
+    auto r = run_cli("run --model " + dir + " --ids 1,2");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.output.find("model-00002-of-00002.safetensors"), std::string::npos) << r.output;
+    fs::remove_all(dir);
+}
+
+TEST(CliBadInput, MissingModelFolder) {
+    auto r = run_cli("run --model /nonexistent/model --ids 1");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.output.find("/nonexistent/model: no such file or folder"), std::string::npos) << r.output;
+}
+
+TEST(CliBadInput, FolderWithoutConfig) {
+    std::string dir = make_temp_dir("noconfig");
+    auto r = run_cli("run --model " + dir + " --ids 1");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.output.find(dir + "/config.json: missing"), std::string::npos) << r.output;
+    fs::remove_all(dir);
+}
+
+TEST(Cli, InitWritesALoadableCheckpoint) {
+    std::string dir = make_temp_dir("init");
+    auto r = run_cli("init --preset tiny-llama3 --dtype f16 --seed 3 " + dir + "/m");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto i = run_cli("inspect --json " + dir + "/m");
+    ASSERT_EQ(i.exit_code, 0) << i.output;
+    auto doc = nlohmann::json::parse(i.output);
+    EXPECT_EQ(doc["tensors"][0]["dtype"], "F16");
+    auto b = run_cli("bench --model " + dir + "/m --prompt-len 8 --gen-len 4 --repeat 1 --json");
+    ASSERT_EQ(b.exit_code, 0) << b.output;
+    auto bj = nlohmann::json::parse(b.output);
+    EXPECT_GT(bj["prefill_tok_s"].get<double>(), 0);
+    EXPECT_GT(bj["decode_tok_s"].get<double>(), 0);
+    // same seed, same bytes
+    auto r2 = run_cli("init --preset tiny-llama3 --dtype f16 --seed 3 " + dir + "/m2");
+    ASSERT_EQ(r2.exit_code, 0);
+    EXPECT_EQ(read_file(dir + "/m/model.safetensors"), read_file(dir + "/m2/model.safetensors"));
+    fs::remove_all(dir);
+}

@@ -1,0 +1,151 @@
+// Table-driven op test: every fast CPU op against its scalar reference, on odd shapes, for each
+// weight dtype and each ISA level this CPU has, with fresh random inputs and poisoned outputs
+// (NaN-filled, so an element the op forgets to write fails the comparison).
+// Tolerances (max |fast - ref| / (1e-6 + max |ref|)): f32 arithmetic with f32 or narrower stored
+// weights: 2e-5 (all conversions are exact; only summation order differs).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <random>
+
+#include "ops/cpu/simd.h"
+#include "ops/ops.h"
+
+using namespace lmscope;
+
+namespace {
+
+constexpr double kTol = 2e-5;
+
+std::vector<float> randn(int64_t n, std::mt19937& rng, float scale = 1.0f) {
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+Tensor tensor_of(const std::vector<float>& v, Shape shape, DType dt) {
+    return Tensor::from_f32(std::move(shape), v).to(dt);
+}
+
+std::vector<float> poisoned(int64_t n) {
+    return std::vector<float>(static_cast<size_t>(n), std::numeric_limits<float>::quiet_NaN());
+}
+
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        if (std::isnan(a[i]) != std::isnan(b[i])) return INFINITY;
+        md = std::max(md, std::abs(double(a[i]) - b[i]));
+        mr = std::max(mr, std::abs(double(b[i])));
+    }
+    return md / (1e-6 + mr);
+}
+
+
+class OpsVsRef : public ::testing::TestWithParam<simd::Isa> {
+protected:
+    void SetUp() override {
+        if (GetParam() == simd::Isa::Avx2 && !__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2 here";
+        saved_ = simd::active_isa();
+        simd::force_isa(GetParam());
+    }
+    void TearDown() override { simd::force_isa(saved_); }
+    simd::Isa saved_ = simd::Isa::Portable;
+    std::mt19937 rng_{1234};
+};
+
+}  // namespace
+
+TEST_P(OpsVsRef, Linear) {
+    for (DType dt : {DType::F32, DType::BF16, DType::F16})
+        for (int64_t T : {1, 2, 3, 4, 5, 7, 9})
+            for (auto [out, in] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {7, 33}, {33, 127}, {129, 7}, {64, 256}, {17, 4097}}) {
+                if (in * out > 200000 && T > 5) continue;
+                auto x = randn(T * in, rng_);
+                Linear w = Linear::dense("w", tensor_of(randn(out * in, rng_, 0.1f), {out, in}, dt),
+                                         tensor_of(randn(out, rng_), {out}, DType::F32));
+                auto y = poisoned(T * out), yr = poisoned(T * out);
+                linear_cpu(x.data(), T, w, y.data());
+                linear_ref(x.data(), T, w, yr.data());
+                ASSERT_LE(max_rel_diff(y, yr), kTol) << dtype_name(dt) << " T=" << T << " out=" << out << " in=" << in;
+            }
+}
+
+TEST_P(OpsVsRef, RmsNorm) {
+    for (int64_t C : {1, 7, 33, 128, 4097})
+        for (int64_t R : {1, 3, 17})
+            for (bool weighted : {true, false}) {
+                auto x = randn(R * C, rng_, 3.0f);
+                Tensor wt = weighted ? tensor_of(randn(C, rng_), {C}, DType::BF16) : Tensor();
+                auto y = poisoned(R * C), yr = poisoned(R * C);
+                rms_norm_cpu(x.data(), R, C, wt, 1e-6f, y.data());
+                rms_norm_ref(x.data(), R, C, wt, 1e-6f, yr.data());
+                ASSERT_LE(max_rel_diff(y, yr), kTol) << "C=" << C << " R=" << R;
+            }
+}
+
+TEST_P(OpsVsRef, Rope) {
+    for (int64_t D : {2, 16, 128})
+        for (int64_t T : {1, 5}) {
+            const int64_t H = 3;
+            auto x = randn(T * H * D, rng_);
+            auto c = randn(T * D / 2, rng_), s = randn(T * D / 2, rng_);
+            auto a = x, b = x;
+            rope_cpu(a.data(), T, H, D, c.data(), s.data());
+            rope_ref(b.data(), T, H, D, c.data(), s.data());
+            ASSERT_LE(max_rel_diff(a, b), kTol) << "D=" << D;
+        }
+}
+
+TEST_P(OpsVsRef, Attention) {
+    struct Case { int64_t T, pos0, Hq, Hkv, D; };
+    for (Case c : {Case{1, 0, 1, 1, 8}, Case{7, 0, 4, 2, 16}, Case{1, 130, 6, 2, 32}, Case{5, 61, 2, 1, 128},
+                   Case{33, 100, 3, 3, 7}, Case{129, 0, 2, 1, 64}}) {
+        const int64_t S = c.pos0 + c.T;
+        auto q = randn(c.T * c.Hq * c.D, rng_), k = randn(S * c.Hkv * c.D, rng_), v = randn(S * c.Hkv * c.D, rng_);
+        AttentionShape as{c.T, c.pos0, c.Hq, c.Hkv, c.D, 1.0f / std::sqrt(static_cast<float>(c.D))};
+        auto o = poisoned(c.T * c.Hq * c.D), orf = poisoned(c.T * c.Hq * c.D);
+        attention_cpu(q.data(), k.data(), v.data(), as, o.data());
+        attention_ref(q.data(), k.data(), v.data(), as, orf.data());
+        ASSERT_LE(max_rel_diff(o, orf), kTol) << "T=" << c.T << " pos0=" << c.pos0 << " D=" << c.D;
+    }
+}
+
+TEST_P(OpsVsRef, SiluMulAndEmbedding) {
+    for (int64_t n : {1, 7, 4097}) {
+        auto g = randn(n, rng_, 4.0f), u = randn(n, rng_);
+        auto y = poisoned(n), yr = poisoned(n);
+        silu_mul_cpu(g.data(), u.data(), n, y.data());
+        silu_mul_ref(g.data(), u.data(), n, yr.data());
+        ASSERT_LE(max_rel_diff(y, yr), kTol);
+    }
+    for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
+        Tensor table = tensor_of(randn(11 * 37, rng_), {11, 37}, dt);
+        std::vector<int32_t> ids = {0, 10, 3, 3, 7};
+        auto y = poisoned(5 * 37), yr = poisoned(5 * 37);
+        embedding_cpu(ids.data(), 5, table, y.data());
+        embedding_ref(ids.data(), 5, table, yr.data());
+        ASSERT_EQ(max_rel_diff(y, yr), 0.0);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, OpsVsRef, ::testing::Values(simd::Isa::Portable, simd::Isa::Avx2),
+                         [](const auto& p) { return std::string(simd::isa_name(p.param)); });
+
+// The reference itself against float64 math on a case small enough to do by hand.
+TEST(OpsRef, LinearAndRmsNormByHand) {
+    Linear w = Linear::dense("w", Tensor::from_f32({2, 3}, {1, 2, 3, -1, 0.5f, 0.25f}), Tensor::from_f32({2}, {0.5f, -1}));
+    std::vector<float> x = {1, -2, 4}, y(2);
+    linear_ref(x.data(), 1, w, y.data());
+    EXPECT_FLOAT_EQ(y[0], 1 - 4 + 12 + 0.5f);
+    EXPECT_FLOAT_EQ(y[1], -1 - 1 + 1 - 1);
+    std::vector<float> n(3);
+    rms_norm_ref(x.data(), 1, 3, Tensor::from_f32({3}, {2, 1, 0.5f}), 0.0f, n.data());
+    const double r = std::sqrt((1 + 4 + 16) / 3.0);
+    EXPECT_NEAR(n[0], 2 * 1 / r, 1e-6);
+    EXPECT_NEAR(n[1], -2 / r, 1e-6);
+    EXPECT_NEAR(n[2], 0.5 * 4 / r, 1e-6);
+}
