@@ -10,6 +10,7 @@
 #include <limits>
 #include <random>
 
+#include "ops/cpu/gemm.h"
 #include "ops/cpu/simd.h"
 #include "ops/ops.h"
 
@@ -48,7 +49,7 @@ double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
 class OpsVsRef : public ::testing::TestWithParam<simd::Isa> {
 protected:
     void SetUp() override {
-        if (GetParam() == simd::Isa::Avx2 && !__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2 here";
+        if (!simd::isa_supported(GetParam())) GTEST_SKIP() << simd::isa_name(GetParam()) << " not on this CPU";
         saved_ = simd::active_isa();
         simd::force_isa(GetParam());
     }
@@ -132,7 +133,35 @@ TEST_P(OpsVsRef, SiluMulAndEmbedding) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, OpsVsRef, ::testing::Values(simd::Isa::Portable, simd::Isa::Avx2),
+TEST_P(OpsVsRef, Gemm) {
+    struct Case { int64_t M, N, K; };
+    for (Case c : {Case{1, 1, 1}, Case{7, 33, 5}, Case{13, 31, 257}, Case{12, 32, 256}, Case{25, 65, 300},
+                   Case{129, 7, 33}, Case{3, 130, 513}})
+        for (int trans = 0; trans < 4; ++trans)
+            for (DType dt : {DType::F32, DType::BF16}) {
+                const bool at = trans & 1, bt = trans & 2;
+                auto a = randn(c.M * c.K, rng_);
+                Tensor b = tensor_of(randn(c.K * c.N, rng_), {c.K * c.N}, dt);
+                auto bias = randn(c.N, rng_);
+                for (bool acc : {false, true}) {
+                    auto y = randn(c.M * c.N, rng_), yr = y;
+                    if (!acc) std::fill(y.begin(), y.end(), std::numeric_limits<float>::quiet_NaN());
+                    GemmArgs g;
+                    g.M = c.M; g.N = c.N; g.K = c.K;
+                    g.a = a.data(); g.lda = at ? c.M : c.K; g.a_trans = at;
+                    g.b = b.raw(); g.b_dtype = dt; g.ldb = bt ? c.K : c.N; g.b_trans = bt;
+                    g.ldc = c.N; g.accumulate = acc; g.bias = acc ? nullptr : bias.data();
+                    g.c = y.data();
+                    gemm_cpu(g);
+                    g.c = yr.data();
+                    gemm_ref(g);
+                    ASSERT_LE(max_rel_diff(y, yr), kTol) << "M=" << c.M << " N=" << c.N << " K=" << c.K
+                                                         << " trans=" << trans << " acc=" << acc;
+                }
+            }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, OpsVsRef, ::testing::Values(simd::Isa::Portable, simd::Isa::Avx2, simd::Isa::Avx512),
                          [](const auto& p) { return std::string(simd::isa_name(p.param)); });
 
 // The reference itself against float64 math on a case small enough to do by hand.

@@ -1,18 +1,17 @@
 // Fast CPU linear: y (T, out) = x (T, in) W^T + b, W in its stored dtype.
 // Decode (T < 4): one fused convert+dot per row, rows split across threads: W is streamed once.
-// Prefill: each thread converts a block of 16 rows to f32 once, then runs a 4-token x 2-row
-// register tile over all tokens, so conversion is amortised over T.
+// Prefill (T >= 4): the blocked GEMM of gemm.cpp (weights packed and converted per panel, register
+// tiles of 12 tokens x 32 outputs on AVX-512).
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "ops/cpu/gemm.h"
 #include "ops/cpu/simd.h"
 #include "ops/ops.h"
 
 namespace lmscope {
 
 namespace {
-constexpr int64_t kRowBlock = 16;
-
 float bias_at(const Linear& w, int64_t o) {
     return w.bias.defined() ? static_cast<float>(w.bias.at_f64(o)) : 0.0f;
 }
@@ -36,40 +35,26 @@ void linear_cpu(const float* x, int64_t T, const Linear& w, float* y) {
         return;
     }
 
-    pool.parallel_for(out, kRowBlock, [&](int64_t r0, int64_t r1, int) {
-        thread_local std::vector<float> wbuf;
-        if (wbuf.size() < static_cast<size_t>(kRowBlock * in)) wbuf.resize(static_cast<size_t>(kRowBlock * in));
-        for (int64_t b0 = r0; b0 < r1; b0 += kRowBlock) {
-            const int64_t nb = std::min(kRowBlock, r1 - b0);
-            const float* wf;
-            if (dt == DType::F32) {
-                wf = reinterpret_cast<const float*>(wbase + static_cast<size_t>(b0) * row_bytes);
-            } else {
-                for (int64_t r = 0; r < nb; ++r)
-                    simd::row_to_f32(wbase + static_cast<size_t>(b0 + r) * row_bytes, dt, in,
-                                     wbuf.data() + r * in);
-                wf = wbuf.data();
-            }
-            int64_t t = 0;
-            for (; t + 4 <= T; t += 4) {
-                int64_t r = 0;
-                for (; r + 2 <= nb; r += 2) {
-                    float acc[4][2];
-                    simd::dot_4x2(x + t * in, in, wf + r * in, in, in, acc);
-                    for (int i = 0; i < 4; ++i)
-                        for (int j = 0; j < 2; ++j)
-                            y[(t + i) * out + b0 + r + j] = acc[i][j] + bias_at(w, b0 + r + j);
-                }
-                for (; r < nb; ++r)
-                    for (int i = 0; i < 4; ++i)
-                        y[(t + i) * out + b0 + r] = simd::dot_f32(x + (t + i) * in, wf + r * in, in) +
-                                                    bias_at(w, b0 + r);
-            }
-            for (; t < T; ++t)
-                for (int64_t r = 0; r < nb; ++r)
-                    y[t * out + b0 + r] = simd::dot_f32(x + t * in, wf + r * in, in) + bias_at(w, b0 + r);
-        }
-    });
+    // prefill: packed, register-tiled GEMM; the weight is converted while it is packed
+    thread_local std::vector<float> bias;
+    if (w.bias.defined()) {
+        bias.resize(static_cast<size_t>(out));
+        simd::row_to_f32(w.bias.raw(), w.bias.dtype(), out, bias.data());
+    }
+    GemmArgs g;
+    g.M = T;
+    g.N = out;
+    g.K = in;
+    g.a = x;
+    g.lda = in;
+    g.b = w.weight.raw();
+    g.b_dtype = dt;
+    g.ldb = in;
+    g.b_trans = true;
+    g.c = y;
+    g.ldc = out;
+    g.bias = w.bias.defined() ? bias.data() : nullptr;
+    gemm_cpu(g);
 }
 
 }  // namespace lmscope

@@ -11,11 +11,29 @@ namespace lmscope::simd {
 
 namespace {
 
+// Highest level the CPU has.
+Isa hardware_best() {
+    static const Isa best = [] {
+        const bool avx2 =
+            __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vl");
+        return avx512 ? Isa::Avx512 : avx2 ? Isa::Avx2 : Isa::Portable;
+    }();
+    return best;
+}
+
+// The hardware level, capped by LMSCOPE_ISA when set.
 Isa detect() {
-    const char* env = std::getenv("LMSCOPE_ISA");
-    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-    if (env && std::strcmp(env, "portable") == 0) return Isa::Portable;
-    return avx2 ? Isa::Avx2 : Isa::Portable;
+    Isa best = hardware_best();
+    if (const char* env = std::getenv("LMSCOPE_ISA")) {
+        Isa cap = best;
+        if (std::strcmp(env, "portable") == 0) cap = Isa::Portable;
+        else if (std::strcmp(env, "avx2") == 0) cap = Isa::Avx2;
+        else if (std::strcmp(env, "avx512") == 0) cap = Isa::Avx512;
+        if (cap < best) best = cap;
+    }
+    return best;
 }
 
 Isa& current() {
@@ -137,23 +155,61 @@ __attribute__((target("avx2,fma"))) void dot_4x2_avx2(const float* x, int64_t xs
         }
 }
 
+// ---------------- AVX-512 ----------------
+__attribute__((target("avx512f,avx512bw"))) __m512 load16(const void* p, DType dt, int64_t i) {
+    switch (dt) {
+        case DType::BF16: {
+            __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i));
+            return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+        }
+        case DType::F16: {
+            __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i));
+            return _mm512_cvtph_ps(h);
+        }
+        default: return _mm512_loadu_ps(static_cast<const float*>(p) + i);
+    }
+}
+
+__attribute__((target("avx512f,avx512bw"))) float dot_weight_avx512(const float* x, const void* w, DType dt,
+                                                                       int64_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), load16(w, dt, i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), load16(w, dt, i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), load16(w, dt, i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), load16(w, dt, i + 48), s3);
+    }
+    for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), load16(w, dt, i), s0);
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+    for (; i < n; ++i) s += x[i] * static_cast<float>(load_as_f64(w, dt, static_cast<size_t>(i)));
+    return s;
+}
+
 }  // namespace
 
 Isa active_isa() { return current(); }
-const char* isa_name(Isa isa) { return isa == Isa::Avx2 ? "avx2" : "portable"; }
-void force_isa(Isa isa) { current() = isa; }
+const char* isa_name(Isa isa) {
+    return isa == Isa::Avx512 ? "avx512" : isa == Isa::Avx2 ? "avx2" : "portable";
+}
+bool isa_supported(Isa isa) { return isa <= hardware_best(); }
+void force_isa(Isa isa) {
+    LMS_CHECK(isa_supported(isa));
+    current() = isa;
+}
 
 float dot_f32(const float* a, const float* b, int64_t n) {
-    return current() == Isa::Avx2 ? dot_avx2(a, b, n) : dot_portable(a, b, n);
+    return current() >= Isa::Avx2 ? dot_avx2(a, b, n) : dot_portable(a, b, n);
 }
 
 void axpy_f32(float a, const float* x, float* y, int64_t n) {
-    if (current() == Isa::Avx2) return axpy_avx2(a, x, y, n);
+    if (current() >= Isa::Avx2) return axpy_avx2(a, x, y, n);
     for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
 float dot_weight_row(const float* x, const void* w, DType dt, int64_t n) {
-    if (current() == Isa::Avx2) return dot_weight_avx2(x, w, dt, n);
+    if (current() >= Isa::Avx512) return dot_weight_avx512(x, w, dt, n);
+    if (current() >= Isa::Avx2) return dot_weight_avx2(x, w, dt, n);
     if (dt == DType::F32) return dot_portable(x, static_cast<const float*>(w), n);
     float s = 0;
     for (int64_t i = 0; i < n; ++i) s += x[i] * static_cast<float>(load_as_f64(w, dt, static_cast<size_t>(i)));
@@ -161,11 +217,11 @@ float dot_weight_row(const float* x, const void* w, DType dt, int64_t n) {
 }
 
 void row_to_f32(const void* w, DType dt, int64_t n, float* out) {
-    current() == Isa::Avx2 ? row_to_f32_avx2(w, dt, n, out) : row_to_f32_portable(w, dt, n, out);
+    current() >= Isa::Avx2 ? row_to_f32_avx2(w, dt, n, out) : row_to_f32_portable(w, dt, n, out);
 }
 
 void dot_4x2(const float* x, int64_t xs, const float* w, int64_t ws, int64_t n, float acc[4][2]) {
-    if (current() == Isa::Avx2) return dot_4x2_avx2(x, xs, w, ws, n, acc);
+    if (current() >= Isa::Avx2) return dot_4x2_avx2(x, xs, w, ws, n, acc);
     for (int i = 0; i < 4; ++i)
         for (int j = 0; j < 2; ++j) acc[i][j] = dot_portable(x + i * xs, w + j * ws, n);
 }

@@ -1,5 +1,5 @@
 // Small f32 vector primitives with run-time ISA selection (portable or AVX2+FMA+F16C), shared by
-// the fast CPU ops. LMSCOPE_ISA=portable forces the portable path (tests run both).
+// the fast CPU ops. LMSCOPE_ISA=portable|avx2|avx512 caps the level (tests run every level).
 #pragma once
 
 #include <cstdint>
@@ -8,10 +8,11 @@
 
 namespace lmscope::simd {
 
-enum class Isa { Portable, Avx2 };
+enum class Isa { Portable = 0, Avx2 = 1, Avx512 = 2 };  // ordered: each level includes the ones below
 /** Best ISA this CPU supports, unless LMSCOPE_ISA overrides it. */
 Isa active_isa();
 const char* isa_name(Isa isa);
+bool isa_supported(Isa isa);
 /** For tests: force an ISA (must be supported). */
 void force_isa(Isa isa);
 

@@ -1,0 +1,210 @@
+// Blocked GEMM (see gemm.h). Loop nest per thread, over its share of N:
+//   for each NR-wide column panel, for each KC-deep slice of K:
+//     pack B (KC x NR, converted to f32, k-major)          -> 32 KB for AVX-512, stays in L1
+//     for each MR-row block of A: micro-kernel MR x NR over KC (accumulators in registers)
+// C is written on the first K slice and accumulated on the next ones.
+#include "ops/cpu/gemm.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "ops/cpu/simd.h"
+
+namespace lmscope {
+
+namespace {
+
+constexpr int64_t kKC = 256;
+
+// Row pointers of an MR block of A; rows past the end repeat the last valid row (results discarded).
+struct ABlock {
+    const float* a;     // element (m0 + i, k0 + kk) at a[i * rs + kk * cs]
+    int64_t rs, cs;
+};
+
+// Packs B(k0 .. k0+kc, n0 .. n0+NR) into bp[kk * NR + j], zero-filling columns past N.
+template <int NR>
+void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t n0, float* bp, std::vector<float>& tmp) {
+    const int64_t nr = std::min<int64_t>(NR, g.N - n0);
+    const size_t es = dtype_size(g.b_dtype);
+    const auto* b = static_cast<const uint8_t*>(g.b);
+    if (g.b_trans) {  // column n of B is row n of the stored matrix: contiguous along k
+        tmp.resize(static_cast<size_t>(kc));
+        for (int64_t j = 0; j < nr; ++j) {
+            simd::row_to_f32(b + static_cast<size_t>((n0 + j) * g.ldb + k0) * es, g.b_dtype, kc, tmp.data());
+            for (int64_t kk = 0; kk < kc; ++kk) bp[kk * NR + j] = tmp[static_cast<size_t>(kk)];
+        }
+    } else {  // row k of B is contiguous along n
+        for (int64_t kk = 0; kk < kc; ++kk)
+            simd::row_to_f32(b + static_cast<size_t>((k0 + kk) * g.ldb + n0) * es, g.b_dtype, nr, bp + kk * NR);
+    }
+    if (nr < NR)
+        for (int64_t kk = 0; kk < kc; ++kk) std::fill(bp + kk * NR + nr, bp + kk * NR + NR, 0.0f);
+}
+
+// Writes (first) or adds the MR x NR tile `t` into C, clipped to mr x nr.
+template <int MR, int NR>
+void store_tile(const float (&t)[MR][NR], float* c, int64_t ldc, int64_t mr, int64_t nr, bool first) {
+    for (int64_t i = 0; i < mr; ++i)
+        for (int64_t j = 0; j < nr; ++j) {
+            if (first)
+                c[i * ldc + j] = t[i][j];
+            else
+                c[i * ldc + j] += t[i][j];
+        }
+}
+
+// ---------------- portable 4 x 16 ----------------
+void kernel_portable(const ABlock& A, int64_t mr, const float* bp, int64_t kc, float* c, int64_t ldc, int64_t nr,
+                     bool first) {
+    constexpr int MR = 4, NR = 16;
+    float t[MR][NR] = {};
+    for (int64_t kk = 0; kk < kc; ++kk)
+        for (int i = 0; i < MR; ++i) {
+            const float av = A.a[std::min<int64_t>(i, mr - 1) * A.rs + kk * A.cs];
+            for (int j = 0; j < NR; ++j) t[i][j] += av * bp[kk * NR + j];
+        }
+    store_tile<MR, NR>(t, c, ldc, mr, nr, first);
+}
+
+// ---------------- AVX2 + FMA 6 x 16 ----------------
+__attribute__((target("avx2,fma"))) void kernel_avx2(const ABlock& A, int64_t mr, const float* bp, int64_t kc,
+                                                      float* c, int64_t ldc, int64_t nr, bool first) {
+    constexpr int MR = 6, NR = 16;
+    __m256 acc[MR][2];
+    const float* rows[MR];
+    for (int i = 0; i < MR; ++i) {
+        rows[i] = A.a + std::min<int64_t>(i, mr - 1) * A.rs;
+        acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    }
+    for (int64_t kk = 0; kk < kc; ++kk) {
+        const __m256 b0 = _mm256_loadu_ps(bp + kk * NR), b1 = _mm256_loadu_ps(bp + kk * NR + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; ++i) {
+            const __m256 av = _mm256_broadcast_ss(rows[i] + kk * A.cs);
+            acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+        }
+    }
+    if (mr == MR && nr == NR) {
+        for (int i = 0; i < MR; ++i) {
+            float* ci = c + i * ldc;
+            if (!first) {
+                acc[i][0] = _mm256_add_ps(acc[i][0], _mm256_loadu_ps(ci));
+                acc[i][1] = _mm256_add_ps(acc[i][1], _mm256_loadu_ps(ci + 8));
+            }
+            _mm256_storeu_ps(ci, acc[i][0]);
+            _mm256_storeu_ps(ci + 8, acc[i][1]);
+        }
+        return;
+    }
+    float t[MR][NR];
+    for (int i = 0; i < MR; ++i) {
+        _mm256_storeu_ps(t[i], acc[i][0]);
+        _mm256_storeu_ps(t[i] + 8, acc[i][1]);
+    }
+    store_tile<MR, NR>(t, c, ldc, mr, nr, first);
+}
+
+// ---------------- AVX-512 12 x 32 ----------------
+__attribute__((target("avx512f"))) void kernel_avx512(const ABlock& A, int64_t mr, const float* bp, int64_t kc,
+                                                       float* c, int64_t ldc, int64_t nr, bool first) {
+    constexpr int MR = 12, NR = 32;
+    __m512 acc[MR][2];
+    const float* rows[MR];
+    for (int i = 0; i < MR; ++i) {
+        rows[i] = A.a + std::min<int64_t>(i, mr - 1) * A.rs;
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    }
+    for (int64_t kk = 0; kk < kc; ++kk) {
+        const __m512 b0 = _mm512_loadu_ps(bp + kk * NR), b1 = _mm512_loadu_ps(bp + kk * NR + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; ++i) {
+            const __m512 av = _mm512_set1_ps(rows[i][kk * A.cs]);
+            acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+        }
+    }
+    if (mr == MR && nr == NR) {
+        for (int i = 0; i < MR; ++i) {
+            float* ci = c + i * ldc;
+            if (!first) {
+                acc[i][0] = _mm512_add_ps(acc[i][0], _mm512_loadu_ps(ci));
+                acc[i][1] = _mm512_add_ps(acc[i][1], _mm512_loadu_ps(ci + 16));
+            }
+            _mm512_storeu_ps(ci, acc[i][0]);
+            _mm512_storeu_ps(ci + 16, acc[i][1]);
+        }
+        return;
+    }
+    float t[MR][NR];
+    for (int i = 0; i < MR; ++i) {
+        _mm512_storeu_ps(t[i], acc[i][0]);
+        _mm512_storeu_ps(t[i] + 16, acc[i][1]);
+    }
+    store_tile<MR, NR>(t, c, ldc, mr, nr, first);
+}
+
+using Kernel = void (*)(const ABlock&, int64_t, const float*, int64_t, float*, int64_t, int64_t, bool);
+
+template <int MR, int NR>
+void gemm_range(const GemmArgs& g, Kernel kernel, int64_t n_begin, int64_t n_end) {
+    thread_local std::vector<float> panel, tmp;
+    panel.resize(static_cast<size_t>(kKC * NR));
+    const int64_t a_rs = g.a_trans ? 1 : g.lda, a_cs = g.a_trans ? g.lda : 1;
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += NR) {
+        const int64_t nr = std::min<int64_t>(NR, g.N - n0);
+        for (int64_t k0 = 0; k0 < g.K; k0 += kKC) {
+            const int64_t kc = std::min(kKC, g.K - k0);
+            pack_b<NR>(g, k0, kc, n0, panel.data(), tmp);
+            const bool first = k0 == 0 && !g.accumulate;
+            for (int64_t m0 = 0; m0 < g.M; m0 += MR) {
+                const int64_t mr = std::min<int64_t>(MR, g.M - m0);
+                ABlock A{g.a + m0 * a_rs + k0 * a_cs, a_rs, a_cs};
+                kernel(A, mr, panel.data(), kc, g.c + m0 * g.ldc + n0, g.ldc, nr, first);
+            }
+        }
+        if (g.K == 0 && !g.accumulate)
+            for (int64_t m = 0; m < g.M; ++m) std::fill(g.c + m * g.ldc + n0, g.c + m * g.ldc + n0 + nr, 0.0f);
+        if (g.bias && !g.accumulate)
+            for (int64_t m = 0; m < g.M; ++m)
+                for (int64_t j = 0; j < nr; ++j) g.c[m * g.ldc + n0 + j] += g.bias[n0 + j];
+    }
+}
+
+template <int MR, int NR>
+void gemm_parallel(const GemmArgs& g, Kernel kernel) {
+    ThreadPool::global().parallel_for(g.N, NR, [&](int64_t n0, int64_t n1, int) { gemm_range<MR, NR>(g, kernel, n0, n1); });
+}
+
+}  // namespace
+
+void gemm_cpu(const GemmArgs& g) {
+    if (g.M <= 0 || g.N <= 0) return;
+    switch (simd::active_isa()) {
+        case simd::Isa::Avx512: return gemm_parallel<12, 32>(g, kernel_avx512);
+        case simd::Isa::Avx2: return gemm_parallel<6, 16>(g, kernel_avx2);
+        default: return gemm_parallel<4, 16>(g, kernel_portable);
+    }
+}
+
+void gemm_ref(const GemmArgs& g) {
+    const auto* b = static_cast<const uint8_t*>(g.b);
+    for (int64_t m = 0; m < g.M; ++m)
+        for (int64_t n = 0; n < g.N; ++n) {
+            double acc = g.accumulate ? g.c[m * g.ldc + n] : (g.bias ? g.bias[n] : 0.0);
+            for (int64_t k = 0; k < g.K; ++k) {
+                const double av = g.a_trans ? g.a[k * g.lda + m] : g.a[m * g.lda + k];
+                const int64_t bi = g.b_trans ? n * g.ldb + k : k * g.ldb + n;
+                acc += av * load_as_f64(b, g.b_dtype, static_cast<size_t>(bi));
+            }
+            g.c[m * g.ldc + n] = static_cast<float>(acc);
+        }
+}
+
+}  // namespace lmscope

@@ -1,0 +1,37 @@
+// Blocked f32 GEMM for prefill and training: C (M, N) (+)= op(A) (M, K) x op(B) (K, N).
+// B may be stored in F32/F16/BF16 and is converted while it is packed into panels of NR columns
+// (k-major, so one vector load covers NR outputs); A is read in place with scalar broadcasts.
+// Micro-kernels: AVX-512 (12 x 32 tile), AVX2+FMA (6 x 16), portable; chosen by simd::active_isa().
+// Threads split the N dimension in panel multiples (and M when N is small).
+#pragma once
+
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace lmscope {
+
+struct GemmArgs {
+    int64_t M = 0, N = 0, K = 0;
+    // A: element (m, k) at a[m * lda + k], or a[k * lda + m] when a_trans
+    const float* a = nullptr;
+    int64_t lda = 0;
+    bool a_trans = false;
+    // B: element (k, n) at b[k * ldb + n], or b[n * ldb + k] when b_trans (a PyTorch Linear weight
+    // (out, in) used as x W^T is the b_trans case with ldb = in)
+    const void* b = nullptr;
+    DType b_dtype = DType::F32;
+    int64_t ldb = 0;
+    bool b_trans = false;
+    float* c = nullptr;
+    int64_t ldc = 0;
+    bool accumulate = false;  // C += A B instead of C = A B
+    const float* bias = nullptr;  // (N), added once (only when !accumulate)
+};
+
+/** Fast blocked GEMM on the thread pool. */
+void gemm_cpu(const GemmArgs& g);
+/** Reference: double accumulators, single thread. */
+void gemm_ref(const GemmArgs& g);
+
+}  // namespace lmscope
