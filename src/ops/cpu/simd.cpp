@@ -160,11 +160,13 @@ __attribute__((target("avx512f,avx512bw"))) __m512 load16(const void* p, DType d
     switch (dt) {
         case DType::BF16: {
             __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i));
-            return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+            // maskz forms: GCC 12 warns about the undefined pass-through operand of the unmasked ones
+            return _mm512_castsi512_ps(
+                _mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, h), 16));
         }
         case DType::F16: {
             __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i));
-            return _mm512_cvtph_ps(h);
+            return _mm512_maskz_cvtph_ps(0xffff, h);
         }
         default: return _mm512_loadu_ps(static_cast<const float*>(p) + i);
     }
@@ -181,7 +183,11 @@ __attribute__((target("avx512f,avx512bw"))) float dot_weight_avx512(const float*
         s3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), load16(w, dt, i + 48), s3);
     }
     for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), load16(w, dt, i), s0);
-    float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+    // horizontal sum through memory: GCC 12's _mm512_reduce_add_ps trips -Wuninitialized
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, _mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+    float s = 0;
+    for (float l : lanes) s += l;
     for (; i < n; ++i) s += x[i] * static_cast<float>(load_as_f64(w, dt, static_cast<size_t>(i)));
     return s;
 }
