@@ -45,6 +45,12 @@ nlohmann::json to_json(const InspectReport& r) {
                        {"tie_word_embeddings", c.tie_word_embeddings}, {"qkv_bias", c.qkv_bias},
                        {"qk_norm", c.qk_norm}};
     }
+    if (!r.quant_summary.empty()) {
+        j["quantization"] = {{"summary", r.quant_summary}, {"layout", json::array()}};
+        for (const QuantLayoutRow& q : r.quant_layout)
+            j["quantization"]["layout"].push_back(
+                {{"module", q.module}, {"storage", q.storage}, {"count", q.count}, {"total", q.total}});
+    }
     j["findings"] = json::array();
     for (const Finding& f : r.findings)
         j["findings"].push_back({{"severity", f.severity}, {"rule", f.rule}, {"tensor", f.tensor},
@@ -72,6 +78,13 @@ void print_text(const InspectReport& r, bool quiet) {
                    human_bytes(static_cast<double>(it->second.bytes)), it->second.tensors);
     }
     if (r.config) fmt::print("\nconfig: {}\n", r.config->summary());
+    if (!r.quant_summary.empty()) {
+        fmt::print("\nquantization: {}\n", r.quant_summary);
+        size_t mw = 0;
+        for (const QuantLayoutRow& q : r.quant_layout) mw = std::max(mw, q.module.size());
+        for (const QuantLayoutRow& q : r.quant_layout)
+            fmt::print("  {:<{}}  {}  ({}/{})\n", q.module, mw, q.storage, q.count, q.total);
+    }
     if (!r.findings.empty()) fmt::print("\nfindings:\n");
     for (const Finding& f : r.findings) {
         fmt::text_style st = f.severity == "error"     ? fmt::fg(fmt::terminal_color::bright_red)

@@ -1,6 +1,63 @@
-// PLACEHOLDER (being written): lmscope quantize
+// lmscope quantize --fp8 IN OUT [--include-lm-head] [--skip PATTERN]... [--max-shard-bytes N]
+// One subcommand, one method flag: each method's options live in its own struct and its work in
+// src/quant/<method>_quantize.cpp. To add a method (e.g. --awq), add its flag + options below, add
+// it to the exactly-one-method check in quantize_command(), and dispatch to its function there.
+#include <fmt/core.h>
+
 #include "cli/commands.h"
+#include "cli/common.h"
+#include "core/error.h"
+#include "quant/fp8_quantize.h"
 
 namespace lmscope {
-void register_quantize(CLI::App& app) { app.add_subcommand("quantize", "(in progress)"); }
+
+namespace {
+
+struct QuantizeOptions {
+    std::string in, out;
+    bool fp8 = false;
+    // --fp8
+    Fp8QuantizeOptions fp8_opt;
+    bool no_progress = false;
+};
+
+void run_fp8(const QuantizeOptions& o) {
+    Fp8QuantizeOptions opt = o.fp8_opt;
+    opt.progress = !o.no_progress;
+    const Fp8ConvertStats st = fp8_quantize_checkpoint(o.in, o.out, opt);
+    for (const std::string& n : st.notes) fmt::print(stderr, "lmscope: note: {}\n", n);
+    fmt::print("wrote {}: {} linears to FP8 e4m3 with {}x{} block scales (weight_scale_inv F32), {} tensors "
+               "copied; {} -> {} in {:.2f} s ({:.1f} MB/s)\n",
+               o.out, st.converted, opt.block.out, opt.block.in, st.kept,
+               human_bytes(static_cast<double>(st.in_bytes)), human_bytes(static_cast<double>(st.out_bytes)),
+               st.seconds, st.seconds > 0 ? static_cast<double>(st.in_bytes) / 1e6 / st.seconds : 0.0);
+}
+
+void quantize_command(const QuantizeOptions& o) {
+    const int methods = o.fp8 ? 1 : 0;  // + (o.awq ? 1 : 0) when AWQ lands
+    if (methods != 1) throw UsageError("quantize: choose one method: --fp8");
+    if (o.fp8) return run_fp8(o);
+}
+
+}  // namespace
+
+void register_quantize(CLI::App& app) {
+    auto o = std::make_shared<QuantizeOptions>();
+    CLI::App* c = app.add_subcommand("quantize", "Quantize a checkpoint (--fp8: block-wise FP8 E4M3, 128x128 scales)");
+    c->add_option("in", o->in, "Input model folder (F32/F16/BF16 safetensors + config.json)")->required();
+    c->add_option("out", o->out, "Output folder (written atomically)")->required();
+    c->add_flag("--fp8", o->fp8,
+                "Block FP8 (DeepSeek-V3 / Qwen3-FP8 layout): weight F8_E4M3 + weight_scale_inv F32 per 128x128 block");
+    c->add_flag("--include-lm-head", o->fp8_opt.include_lm_head, "--fp8: also quantize lm_head (unties a tied head)");
+    c->add_option("--skip", o->fp8_opt.skip,
+                  "--fp8: keep modules matching PATTERN dense (whole dotted segments, e.g. self_attn, "
+                  "mlp.down_proj, layers.0); repeatable; written to modules_to_not_convert")
+        ->take_all()
+        ->allow_extra_args(false);
+    c->add_option("--max-shard-bytes", o->fp8_opt.max_shard_bytes, "Shard size of the output (default 5 GB)")
+        ->capture_default_str();
+    c->add_flag("--no-progress", o->no_progress, "No progress bar");
+    c->callback([o] { quantize_command(*o); });
+}
+
 }  // namespace lmscope

@@ -4,7 +4,11 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <regex>
 #include <set>
+
+#include "core/error.h"
+#include "quant/fp8.h"
 
 namespace lmscope {
 
@@ -25,7 +29,8 @@ std::string tensor_component(const std::string& name) {
 
 namespace {
 
-void check_against_config(const Checkpoint& ckpt, const ModelConfig& cfg, InspectReport& r) {
+void check_against_config(const Checkpoint& ckpt, const ModelConfig& cfg, InspectReport& r,
+                          const std::set<std::string>& known_extra) {
     std::set<std::string> expected_names;
     std::set<DType> dtypes;
     for (const ExpectedTensor& e : expected_tensors(cfg)) {
@@ -53,7 +58,7 @@ void check_against_config(const Checkpoint& ckpt, const ModelConfig& cfg, Inspec
                                   "model.embed_tokens.weight (transformers ties them)"});
     }
     for (const TensorInfo& t : r.tensors)
-        if (!expected_names.count(t.name))
+        if (!expected_names.count(t.name) && !known_extra.count(t.name))
             r.findings.push_back({"warning", "unexpected-tensor", t.name,
                                   fmt::format("{} ({} {}) is not part of a {} with this config", t.name,
                                               dtype_name(t.dtype), shape_str(t.shape), cfg.architecture)});
@@ -77,6 +82,59 @@ void check_against_config(const Checkpoint& ckpt, const ModelConfig& cfg, Inspec
                                           cfg.hidden_size, cfg.q_dim())});
 }
 
+// The quantization layout per module kind and the FP8 findings; returns the FP8 scale tensors, which
+// belong to the model (not "unexpected").
+std::set<std::string> inspect_quantization(const Checkpoint& ckpt, const ModelConfig& cfg, InspectReport& r) {
+    Fp8Layout L;
+    try {
+        L = analyze_fp8_layout(ckpt, cfg);
+    } catch (const Error& e) {
+        r.findings.push_back({"error", "quantization-config", "quantization_config", e.what()});
+        return {};
+    }
+    if (!L.qc.present && L.num_fp8() == 0) return {};
+    if (L.qc.present) {
+        std::string skip;
+        for (const auto& m : L.qc.modules_to_not_convert) skip += (skip.empty() ? "" : ", ") + m;
+        r.quant_summary = L.qc.is_fp8()
+                              ? fmt::format("fp8 ({}, weight_block_size [{}, {}], activations {}), "
+                                            "modules_to_not_convert [{}]",
+                                            L.qc.fmt, L.qc.block.out, L.qc.block.in, L.qc.activation_scheme, skip)
+                              : fmt::format("quant_method '{}' (lmscope reads block FP8 here; other methods are "
+                                            "checked elsewhere)",
+                                            L.qc.quant_method);
+    } else {
+        r.quant_summary = fmt::format("no quantization_config, but {} linear(s) are F8_E4M3 with scales", L.num_fp8());
+    }
+    static const std::regex layer_prefix(R"(^model\.layers\.\d+\.)");
+    std::map<std::string, size_t> row_of;  // kind + storage -> row
+    std::map<std::string, int> totals;
+    for (const Fp8ModuleLayout& m : L.modules) {
+        const std::string kind = std::regex_replace(m.module, layer_prefix, "");
+        const std::string storage =
+            m.fp8 ? fmt::format("FP8 e4m3, {}x{} block scales ({} {})", L.qc.block.out, L.qc.block.in,
+                                m.scale_name.empty() ? std::string("no scale!")
+                                                     : m.scale_name.substr(m.scale_name.rfind('.') + 1),
+                                m.scale_name.empty() ? std::string() : std::string(dtype_name(m.scale_dtype)))
+                  : fmt::format("kept in {}{}", dtype_name(m.weight_dtype),
+                                m.skip_match ? fmt::format(" (modules_to_not_convert '{}')", *m.skip_match) : "");
+        const std::string key = kind + "\n" + storage;
+        auto it = row_of.find(key);
+        if (it == row_of.end()) {
+            row_of[key] = r.quant_layout.size();
+            r.quant_layout.push_back({kind, storage, 1, 0});
+        } else {
+            r.quant_layout[it->second].count++;
+        }
+        totals[kind]++;
+    }
+    for (QuantLayoutRow& row : r.quant_layout) row.total = totals[row.module];
+    for (const std::string& w : L.warnings)
+        r.findings.push_back({"warning", "fp8-config-contradiction", "quantization_config", w});
+    for (const Fp8Problem& p : L.errors) r.findings.push_back({"error", p.rule, p.tensor, p.message});
+    return {L.scale_tensors.begin(), L.scale_tensors.end()};
+}
+
 }  // namespace
 
 InspectReport inspect_checkpoint(const std::string& path) {
@@ -96,7 +154,8 @@ InspectReport inspect_checkpoint(const std::string& path) {
     fs::path cfg_path = fs::is_directory(path) ? fs::path(path) / "config.json" : fs::path(path).parent_path() / "config.json";
     if (fs::exists(cfg_path)) {
         r.config = ModelConfig::load(cfg_path.string());
-        check_against_config(ckpt, *r.config, r);
+        const std::set<std::string> scales = inspect_quantization(ckpt, *r.config, r);
+        check_against_config(ckpt, *r.config, r, scales);
     } else {
         r.findings.push_back({"info", "no-config", "", "no config.json beside the weights: tensors listed only"});
     }

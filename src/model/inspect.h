@@ -25,6 +25,14 @@ struct ComponentCount {
     int tensors = 0;
 };
 
+/** How one kind of linear is stored, e.g. self_attn.q_proj: FP8 with 128x128 block scales in 28 of 28 layers. */
+struct QuantLayoutRow {
+    std::string module;   // path without "model.layers.N." ("self_attn.q_proj", "lm_head")
+    std::string storage;  // "FP8 e4m3, 128x128 block scales (weight_scale_inv F32 [48, 24])" | "kept in BF16"
+    int count = 0;        // modules of this kind stored this way
+    int total = 0;        // modules of this kind
+};
+
 struct InspectReport {
     std::string path;
     std::vector<TensorInfo> tensors;  // sorted by name
@@ -33,6 +41,8 @@ struct InspectReport {
     int64_t total_params = 0;
     uint64_t total_bytes = 0;
     std::vector<Finding> findings;
+    std::string quant_summary;                 // "" for a plain dense checkpoint
+    std::vector<QuantLayoutRow> quant_layout;  // per module kind, when quantized or quant-configured
     bool has_errors() const;
 };
 

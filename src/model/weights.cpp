@@ -2,9 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <cstdio>
 #include <map>
 
 #include "core/error.h"
+#include "quant/fp8.h"
 
 namespace lmscope {
 
@@ -24,7 +26,12 @@ Linear Linear::dense(std::string name, Tensor weight, Tensor bias) {
     return l;
 }
 
-ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg) {
+ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, bool print_warnings) {
+    // Which linears are block FP8 is read from the tensors (F8_E4M3 weight + scale), not the config.
+    const Fp8Layout layout = analyze_fp8_layout(ckpt, cfg);
+    std::map<std::string, const Fp8ModuleLayout*> fp8_modules;
+    for (const Fp8ModuleLayout& m : layout.modules)
+        if (m.fp8) fp8_modules[m.module + ".weight"] = &m;
     std::map<std::string, Tensor> got;
     size_t bytes = 0;
     for (const ExpectedTensor& e : expected_tensors(cfg)) {
@@ -37,18 +44,35 @@ ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg) {
         if (info.shape != e.shape)
             fail("{}: tensor '{}' has shape {} but {} expects {} ({})", info.file, e.name, shape_str(info.shape),
                  cfg.source, shape_str(e.shape), e.why);
-        if (!is_weight_dtype(info.dtype))
-            fail("{}: tensor '{}' has dtype {}, expected a float weight (F32, F16 or BF16)", info.file, e.name,
-                 dtype_name(info.dtype));
+        const bool fp8 = fp8_modules.count(e.name) != 0;
+        if (!is_weight_dtype(info.dtype) && !fp8)
+            fail("{}: tensor '{}' has dtype {}, expected a float weight (F32, F16 or BF16{})", info.file, e.name,
+                 dtype_name(info.dtype),
+                 info.dtype == DType::F8_E4M3 ? "; F8_E4M3 is only read for linear weights with a block scale" : "");
         got[e.name] = ckpt.get(e.name);
         bytes += info.nbytes();
     }
+    if (!layout.errors.empty()) throw Error(layout.errors.front().message);
     auto take = [&](const std::string& name) -> Tensor {
         auto it = got.find(name);
         return it == got.end() ? Tensor() : it->second;
     };
+    int num_fp8 = 0;
     auto linear = [&](const std::string& path) {
-        return Linear::dense(path, take(path + ".weight"), take(path + ".bias"));
+        Linear l = Linear::dense(path, take(path + ".weight"), take(path + ".bias"));
+        auto it = fp8_modules.find(path + ".weight");
+        if (it != fp8_modules.end() && l.weight.defined()) {
+            const Fp8ModuleLayout& m = *it->second;
+            Tensor scale = ckpt.get(m.scale_name);
+            bytes += scale.nbytes();
+            if (scale.dtype() != DType::F32) scale = scale.to(DType::F32);  // BF16/F16 scales: exact in f32
+            l.format = LinearFormat::Fp8Block;
+            l.scale = std::move(scale);
+            l.block_out = layout.qc.block.out;
+            l.block_in = layout.qc.block.in;
+            ++num_fp8;
+        }
+        return l;
     };
     ModelWeights w;
     w.embed = take("model.embed_tokens.weight");
@@ -74,6 +98,10 @@ ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg) {
         w.layers.push_back(std::move(lw));
     }
     w.bytes = bytes;
+    w.num_fp8_linears = num_fp8;
+    w.warnings = layout.warnings;
+    if (print_warnings)
+        for (const std::string& msg : w.warnings) fmt::print(stderr, "lmscope: warning: {}\n", msg);
     return w;
 }
 

@@ -49,13 +49,19 @@ struct ModelWeights {
     Tensor final_norm;  // (H)
     Linear lm_head;     // (V, H); the embedding table when tied
     std::vector<LayerWeights> layers;
-    size_t bytes = 0;   // total bytes of the tensors used
+    size_t bytes = 0;   // total bytes of the tensors used (FP8 codes and their scales included)
+    int num_fp8_linears = 0;            // linears stored as block FP8 (LinearFormat::Fp8Block)
+    std::vector<std::string> warnings;  // config vs tensors contradictions (printed once at load)
 };
 
 /**
  * Binds and validates every tensor the config implies. Errors name the tensor, the file, the
  * expected shape with the config fields it comes from, and the found shape or dtype.
+ * A linear whose weight is F8_E4M3 with a `weight_scale_inv` (or `weight_scale`) tensor becomes
+ * LinearFormat::Fp8Block (block size from quantization_config.weight_block_size, default 128x128);
+ * the tensors decide, not modules_to_not_convert. Contradictions with the config are collected in
+ * ModelWeights::warnings and printed to stderr (one line per kind) unless `print_warnings` is false.
  */
-ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg);
+ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, bool print_warnings = true);
 
 }  // namespace lmscope

@@ -20,6 +20,19 @@ std::atomic<int>& ref_flag() {
 void set_reference_mode(bool on) { ref_flag() = on ? 1 : 0; }
 bool reference_mode() { return ref_flag() != 0; }
 
+namespace {
+std::atomic<int>& fp8_act_flag() {
+    static std::atomic<int> flag{[] {
+        const char* e = std::getenv("LMSCOPE_FP8_ACT");
+        return (e && std::strcmp(e, "0") != 0) ? 1 : 0;
+    }()};
+    return flag;
+}
+}  // namespace
+
+void set_fp8_activation_mode(bool on) { fp8_act_flag() = on ? 1 : 0; }
+bool fp8_activation_mode() { return fp8_act_flag() != 0; }
+
 void embedding(const int32_t* ids, int64_t T, const Tensor& table, float* out) {
     reference_mode() ? embedding_ref(ids, T, table, out) : embedding_cpu(ids, T, table, out);
 }
@@ -27,6 +40,10 @@ void rms_norm(const float* x, int64_t R, int64_t C, const Tensor& weight, float 
     reference_mode() ? rms_norm_ref(x, R, C, weight, eps, y) : rms_norm_cpu(x, R, C, weight, eps, y);
 }
 void linear(const float* x, int64_t T, const Linear& w, float* y) {
+    if (w.format == LinearFormat::Fp8Block) {
+        reference_mode() ? linear_fp8_ref(x, T, w, y) : linear_fp8_cpu(x, T, w, y);
+        return;
+    }
     reference_mode() ? linear_ref(x, T, w, y) : linear_cpu(x, T, w, y);
 }
 void rope(float* x, int64_t T, int64_t H, int64_t D, const float* cos, const float* sin) {

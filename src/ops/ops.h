@@ -35,6 +35,25 @@ void linear_cpu(const float* x, int64_t T, const Linear& w, float* y);
 void linear(const float* x, int64_t T, const Linear& w, float* y);
 
 /**
+ * Block-FP8 linear (w.format == LinearFormat::Fp8Block): y = x W^T + b with W read as F8_E4M3 codes and
+ * the block scale applied on the fly (W[o, i] = f32(code) * scale[o / block_out, i / block_in]); the
+ * weight is never expanded. Default weight-only: x stays f32 and the result reproduces the linear over
+ * the dequantised weight. In FP8 activation mode (set_fp8_activation_mode(true) or LMSCOPE_FP8_ACT=1),
+ * each token's x is first quantised per group of block_in channels (1x128, dynamic, as DeepSeek-V3 /
+ * vLLM): s = amax / 448 (1 for an all-zero group), x_q = RNE(clamp(x / s, +-448)) to E4M3, then
+ * y[t, o] = sum_kb (sum_{i in kb} x_q[t, i] * w_q[o, i]) * s_x[t, kb] * s_w[o / block_out, kb] + b[o].
+ */
+void linear_fp8_ref(const float* x, int64_t T, const Linear& w, float* y);
+void linear_fp8_cpu(const float* x, int64_t T, const Linear& w, float* y);
+void set_fp8_activation_mode(bool on);
+bool fp8_activation_mode();
+/**
+ * Dynamic per-token-group activation quantisation of one row x (n), groups of `group` channels:
+ * codes (n) as the f32 value of each E4M3 code, scales (ceil(n / group)). x[i] ~ codes[i] * scales[i / group].
+ */
+void fp8_quantize_activation_row(const float* x, int64_t n, int64_t group, float* codes, float* scales);
+
+/**
  * Rotate-half RoPE in place on x (T, H, D) with per-token tables cos/sin (T, D/2):
  * x[i] <- x[i] cos - x[i+D/2] sin, x[i+D/2] <- x[i+D/2] cos + x[i] sin  (HF convention, +theta).
  */
