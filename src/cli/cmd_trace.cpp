@@ -1,6 +1,164 @@
-// PLACEHOLDER (being written): lmscope trace
+// lmscope trace: the component debug trace with numeric health checks.
+//   lmscope trace --model DIR (--prompt TEXT | --ids 1,2,3) [--filter PAT]... [--format md|json|html|term]
+//                 [--out FILE] [--rules FILE] [--check] [--save-values PAT]... [--print-rules]
+//   lmscope trace diff A.json B.json [--json] [--threshold 1e-3] [--top N] [--check]
+// HF models are traced forward only: one pass over the prompt, every named intermediate tensor of
+// decoder.cpp plus attention scores/probabilities. Without --model the seed's GPT training trace runs
+// (run_default_gpt_trace, src/trace/default_run.h) once the GPT trainer provides it.
+#include <fmt/core.h>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
 #include "cli/commands.h"
+#include "cli/common.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "io/atomic_file.h"
+#include "model/decoder.h"
+#include "tokenizer/tokenizer.h"
+#include "trace/default_run.h"
+#include "trace/diff.h"
+#include "trace/output.h"
+#include "trace/recorder.h"
+#include "trace/rules.h"
 
 namespace lmscope {
-void register_trace(CLI::App& app) { app.add_subcommand("trace", "(in progress)"); }
+
+namespace {
+
+struct TraceOptions {
+    std::string model, prompt, ids, format, out, rules;
+    std::vector<std::string> filters, save_values;
+    bool check = false, print_rules = false;
+    int threads = 0;
+};
+
+struct DiffCmdOptions {
+    std::string a, b;
+    bool json = false, check = false;
+    double threshold = 1e-3;
+    size_t top = 10;
+};
+
+// Logits of every position are kept (the `logits` record) unless that would exceed this many floats.
+constexpr int64_t kMaxLogitElements = int64_t{1} << 27;
+
+void trace_command(const TraceOptions& o) {
+    const RuleConfig rules = o.rules.empty() ? default_rules() : load_rules(o.rules);
+    if (o.print_rules) {
+        fmt::print("{}", rules_to_json(rules));
+        return;
+    }
+    if (o.model.empty())
+        throw UsageError("trace: --model is required for now (lmscope trace --model DIR --prompt TEXT); the default "
+                         "GPT training trace arrives with the GPT trainer");
+    if (o.prompt.empty() == o.ids.empty()) throw UsageError("trace: give exactly one of --prompt or --ids");
+    if (o.threads > 0) ThreadPool::set_global_threads(o.threads);
+
+    DecoderModel model = DecoderModel::load(o.model);
+    const ModelConfig& cfg = model.config();
+    std::vector<int32_t> ids;
+    if (!o.ids.empty()) {
+        ids = parse_id_list(o.ids, "--ids");
+    } else {
+        ids = Tokenizer::load(o.model).encode(o.prompt);
+        if (ids.empty()) throw UsageError("trace: the prompt encodes to no tokens");
+    }
+    for (int32_t id : ids)
+        if (id < 0 || id >= cfg.vocab_size)
+            fail("trace: token id {} is outside the model's vocabulary [0, {})", id, cfg.vocab_size);
+    const int64_t T = static_cast<int64_t>(ids.size()), V = cfg.vocab_size;
+
+    TraceRecorder rec(recorder_options(rules, o.filters, o.save_values));
+    TraceMeta& m = rec.meta();
+    m.kind = "hf";
+    m.title = o.model;
+    m.architecture = cfg.architecture;
+    m.generated = trace_timestamp();
+    m.seq_len = T;
+    m.vocab_size = V;
+    m.hidden = cfg.hidden_size;
+    m.layers = cfg.num_layers;
+    m.heads = cfg.num_heads;
+    m.kv_heads = cfg.num_kv_heads;
+    m.head_dim = cfg.head_dim;
+    m.intermediate = cfg.intermediate_size;
+    m.qk_norm = cfg.qk_norm;
+    m.qkv_bias = cfg.qkv_bias;
+    m.tied_embeddings = cfg.tie_word_embeddings;
+    m.rope_theta = cfg.rope.theta;
+    m.weight_bytes = cfg.torch_dtype == "float32" ? 4 : 2;
+    m.input_ids = ids;
+    m.prompt = o.prompt;
+    m.facts = {{"Config", fmt::format("hidden_size={}, intermediate_size={}, layers={}, heads={}, kv_heads={}, "
+                                      "head_dim={}{}, vocab_size={}, rms_norm_eps={}, rope_theta={}{}, tied embeddings: {}",
+                                      cfg.hidden_size, cfg.intermediate_size, cfg.num_layers, cfg.num_heads,
+                                      cfg.num_kv_heads, cfg.head_dim, cfg.head_dim_from_config ? " (from config.json)" : "",
+                                      cfg.vocab_size, cfg.rms_norm_eps, cfg.rope.theta,
+                                      cfg.rope.type == "default" ? "" : " (" + cfg.rope.type + " scaling)",
+                                      cfg.tie_word_embeddings ? "yes" : "no")},
+               {"Weights dtype", cfg.torch_dtype.empty() ? "?" : cfg.torch_dtype}};
+    rec.record_ids("input_ids", ids.data(), T, {1, T});
+
+    const bool all_logits = T * V <= kMaxLogitElements;
+    if (!all_logits)
+        m.facts.emplace_back("Logits", "only the last position's logits are recorded (all positions would exceed "
+                                       "the memory cap)");
+    KVCache cache = model.new_cache(T);
+    std::vector<float> logits(static_cast<size_t>((all_logits ? T : 1) * V));
+    model.forward(ids.data(), T, cache, logits.data(), all_logits, &rec);
+
+    // The report tables show shapes with the batch dimension, like transformers: (1, T, ...).
+    auto findings = emit_trace(rec, rules, {o.format, o.out, false});
+    if (o.check) enforce_check(findings);
+}
+
+void diff_command(const DiffCmdOptions& o) {
+    if (!(o.threshold >= 0)) throw UsageError("trace diff: --threshold must be >= 0");
+    const LoadedTrace a = load_trace_json(o.a), b = load_trace_json(o.b);
+    const DiffResult d = diff_traces(a, b, {o.threshold, o.top});
+    fmt::print("{}", o.json ? diff_to_json(d, a, b) : diff_to_text(d, a, b));
+    std::fflush(stdout);  // the --check error line goes to stderr after the whole report
+    if (o.check && d.first) throw Error(fmt::format("trace diff --check: the traces diverge at {}", d.aligned[*d.first].name));
+}
+
+}  // namespace
+
+void register_trace(CLI::App& app) {
+    auto o = std::make_shared<TraceOptions>();
+    CLI::App* c = app.add_subcommand("trace", "Component debug trace of a model's forward pass with health checks");
+    c->add_option("--model", o->model, "Model folder (config.json + safetensors); required until the default GPT trace lands");
+    c->add_option("--prompt", o->prompt, "Prompt text (needs tokenizer.json)");
+    c->add_option("--ids", o->ids, "Prompt as token ids, comma separated");
+    c->add_option("--filter", o->filters,
+                  "Record only these tensors: glob (model.layers.*.self_attn.*), re:<regex>, a dotted component "
+                  "(model.layers.3, scores), !PAT excludes; repeatable")
+        ->allow_extra_args(false);
+    c->add_option("--format", o->format, "md, json, html or term (default: trace.md + trace.html + summary)");
+    c->add_option("--out", o->out, "Output file (default trace.md / trace.<format>; '-' = stdout)");
+    c->add_option("--rules", o->rules, "JSON file overriding any subset of the rule thresholds (see --print-rules)");
+    c->add_flag("--check", o->check, "Exit 1 when an error-level finding fires (for CI)");
+    c->add_option("--save-values", o->save_values,
+                  "Also keep the full values of tensors matching this pattern (JSON 'values', compared by trace diff)")
+        ->allow_extra_args(false);
+    c->add_flag("--print-rules", o->print_rules, "Print the rule thresholds as a rules file and exit");
+    c->add_option("--threads", o->threads, "Worker threads (default: all cores)");
+
+    auto d = std::make_shared<DiffCmdOptions>();
+    CLI::App* dc = c->add_subcommand("diff", "Compare two JSON traces: first component where they part, top divergences");
+    dc->add_option("a", d->a, "Trace A (lmscope trace --format json)")->required();
+    dc->add_option("b", d->b, "Trace B")->required();
+    dc->add_flag("--json", d->json, "Machine-readable output");
+    dc->add_option("--threshold", d->threshold, "Relative divergence that counts as parting")->capture_default_str();
+    dc->add_option("--top", d->top, "How many top divergences to list")->capture_default_str();
+    dc->add_flag("--check", d->check, "Exit 1 when the traces diverge beyond the threshold");
+    dc->callback([d] { diff_command(*d); });
+    c->callback([o, dc] {
+        if (dc->parsed()) return;
+        trace_command(*o);
+    });
+}
+
 }  // namespace lmscope

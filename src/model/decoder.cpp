@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "model/rope_table.h"
 #include "ops/ops.h"
+#include "trace/attention_probe.h"
 
 namespace lmscope {
 
@@ -102,6 +103,8 @@ void DecoderModel::forward(const int32_t* ids, int64_t T, KVCache& cache, float*
         std::memcpy(vc + pos0 * KVD, v, sizeof(float) * static_cast<size_t>(T * KVD));
         const AttentionShape as{T, pos0, Hq, Hkv, D, 1.0f / std::sqrt(static_cast<float>(D))};
         attention(q, kc, vc, as, att);  // (T, Hq*D)
+        // scores / softmax probabilities exist only when the observer asks (trace/attention_probe.h)
+        if (obs) observe_attention(obs, fmt::format("model.layers.{}.self_attn.", l), q, kc, as);
         show(obs, nm("self_attn.attn_output"), att, {T, Hq, D});
         linear(att, T, L.o, h);  // (T, H)
         show(obs, nm("self_attn.o_proj"), h, {T, H});

@@ -31,17 +31,23 @@ struct ABlock {
 template <int NR>
 void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t n0, float* bp, std::vector<float>& tmp) {
     const int64_t nr = std::min<int64_t>(NR, g.N - n0);
-    const size_t es = dtype_size(g.b_dtype);
+    const size_t es = g.b_loader ? 0 : dtype_size(g.b_dtype);
     const auto* b = static_cast<const uint8_t*>(g.b);
+    // stored row r, columns c0 .. c0+count, as f32
+    auto load = [&](int64_t r, int64_t c0, int64_t count, float* out) {
+        if (g.b_loader)
+            g.b_loader(g.b_loader_ctx, r, c0, count, out);
+        else
+            simd::row_to_f32(b + static_cast<size_t>(r * g.ldb + c0) * es, g.b_dtype, count, out);
+    };
     if (g.b_trans) {  // column n of B is row n of the stored matrix: contiguous along k
         tmp.resize(static_cast<size_t>(kc));
         for (int64_t j = 0; j < nr; ++j) {
-            simd::row_to_f32(b + static_cast<size_t>((n0 + j) * g.ldb + k0) * es, g.b_dtype, kc, tmp.data());
+            load(n0 + j, k0, kc, tmp.data());
             for (int64_t kk = 0; kk < kc; ++kk) bp[kk * NR + j] = tmp[static_cast<size_t>(kk)];
         }
     } else {  // row k of B is contiguous along n
-        for (int64_t kk = 0; kk < kc; ++kk)
-            simd::row_to_f32(b + static_cast<size_t>((k0 + kk) * g.ldb + n0) * es, g.b_dtype, nr, bp + kk * NR);
+        for (int64_t kk = 0; kk < kc; ++kk) load(k0 + kk, n0, nr, bp + kk * NR);
     }
     if (nr < NR)
         for (int64_t kk = 0; kk < kc; ++kk) std::fill(bp + kk * NR + nr, bp + kk * NR + NR, 0.0f);
@@ -195,13 +201,21 @@ void gemm_cpu(const GemmArgs& g) {
 
 void gemm_ref(const GemmArgs& g) {
     const auto* b = static_cast<const uint8_t*>(g.b);
+    auto b_at = [&](int64_t k, int64_t n) -> double {
+        if (g.b_loader) {
+            float v;
+            g.b_trans ? g.b_loader(g.b_loader_ctx, n, k, 1, &v) : g.b_loader(g.b_loader_ctx, k, n, 1, &v);
+            return v;
+        }
+        const int64_t bi = g.b_trans ? n * g.ldb + k : k * g.ldb + n;
+        return load_as_f64(b, g.b_dtype, static_cast<size_t>(bi));
+    };
     for (int64_t m = 0; m < g.M; ++m)
         for (int64_t n = 0; n < g.N; ++n) {
             double acc = g.accumulate ? g.c[m * g.ldc + n] : (g.bias ? g.bias[n] : 0.0);
             for (int64_t k = 0; k < g.K; ++k) {
                 const double av = g.a_trans ? g.a[k * g.lda + m] : g.a[m * g.lda + k];
-                const int64_t bi = g.b_trans ? n * g.ldb + k : k * g.ldb + n;
-                acc += av * load_as_f64(b, g.b_dtype, static_cast<size_t>(bi));
+                acc += av * b_at(k, n);
             }
             g.c[m * g.ldc + n] = static_cast<float>(acc);
         }

@@ -23,6 +23,11 @@ struct GemmArgs {
     DType b_dtype = DType::F32;
     int64_t ldb = 0;
     bool b_trans = false;
+    // Optional custom loader for quantised B (FP8 blocks, int4 groups): fills out[0..count) with
+    // stored row `row`, columns col0..col0+count, dequantised to f32. The stored row is n when
+    // b_trans, else k. When set, b / b_dtype are ignored.
+    void (*b_loader)(const void* ctx, int64_t row, int64_t col0, int64_t count, float* out) = nullptr;
+    const void* b_loader_ctx = nullptr;
     float* c = nullptr;
     int64_t ldc = 0;
     bool accumulate = false;  // C += A B instead of C = A B

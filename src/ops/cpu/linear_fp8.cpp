@@ -1,8 +1,8 @@
 // Fast CPU block-FP8 linear: the weight stays 1 byte per element; codes are decoded in registers.
 // Decode (T < 4): per output row, per K block: dot(x, decode(codes)) then times the block's scale;
 // rows split across threads, so W is streamed once (half the bytes of BF16).
-// Prefill: each thread dequantises a block of 16 rows to f32 once (code * scale), then runs the same
-// 4-token x 2-row register tile as the dense linear, amortising the decode over T.
+// Prefill: the blocked GEMM of gemm.cpp with a loader that dequantises rows (code * scale) while the
+// weight panels are packed, so the decode cost is amortised over T.
 // AVX2 decode of E4M3: the 7 magnitude bits shifted left by 7 form an IEEE half whose value is
 // code / 256 (normal and subnormal codes alike), so F16C converts 8 codes at once and the 256 is
 // folded into the block scale. The NaN codes 0x7F/0xFF (never written by quantisers) decode as
@@ -15,14 +15,13 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "ops/cpu/gemm.h"
 #include "ops/cpu/simd.h"
 #include "ops/ops.h"
 
 namespace lmscope {
 
 namespace {
-
-constexpr int64_t kRowBlock = 16;
 
 struct Lut {
     float v[256];
@@ -166,34 +165,39 @@ void linear_fp8_cpu(const float* x_in, int64_t T, const Linear& w, float* y) {
         return;
     }
 
-    pool.parallel_for(out, kRowBlock, [&](int64_t r0, int64_t r1, int) {
-        thread_local std::vector<float> wbuf;
-        if (wbuf.size() < static_cast<size_t>(kRowBlock * in)) wbuf.resize(static_cast<size_t>(kRowBlock * in));
-        for (int64_t b0 = r0; b0 < r1; b0 += kRowBlock) {
-            const int64_t nb = std::min(kRowBlock, r1 - b0);
-            for (int64_t r = 0; r < nb; ++r)
-                fp8_row_to_f32(codes + (b0 + r) * in, ws + ((b0 + r) / bo) * nbi, in, bi, wbuf.data() + r * in);
-            const float* wf = wbuf.data();
-            int64_t t = 0;
-            for (; t + 4 <= T; t += 4) {
-                int64_t r = 0;
-                for (; r + 2 <= nb; r += 2) {
-                    float acc[4][2];
-                    simd::dot_4x2(x + t * in, in, wf + r * in, in, in, acc);
-                    for (int i = 0; i < 4; ++i)
-                        for (int j = 0; j < 2; ++j)
-                            y[(t + i) * out + b0 + r + j] = acc[i][j] + bias_at(w, b0 + r + j);
-                }
-                for (; r < nb; ++r)
-                    for (int i = 0; i < 4; ++i)
-                        y[(t + i) * out + b0 + r] =
-                            simd::dot_f32(x + (t + i) * in, wf + r * in, in) + bias_at(w, b0 + r);
-            }
-            for (; t < T; ++t)
-                for (int64_t r = 0; r < nb; ++r)
-                    y[t * out + b0 + r] = simd::dot_f32(x + t * in, wf + r * in, in) + bias_at(w, b0 + r);
+    // prefill: the blocked GEMM, dequantising each packed panel's rows (codes x block scale) on the fly
+    struct Ctx {
+        const uint8_t* codes;
+        const float* ws;
+        int64_t in, bi, bo, nbi;
+    } ctx{codes, ws, in, bi, bo, nbi};
+    thread_local std::vector<float> bias;
+    if (w.bias.defined()) {
+        bias.resize(static_cast<size_t>(out));
+        simd::row_to_f32(w.bias.raw(), w.bias.dtype(), out, bias.data());
+    }
+    GemmArgs g;
+    g.M = T;
+    g.N = out;
+    g.K = in;
+    g.a = x;
+    g.lda = in;
+    g.b_trans = true;
+    g.b_loader = [](const void* p, int64_t o, int64_t k0, int64_t count, float* dst) {
+        const Ctx& c = *static_cast<const Ctx*>(p);
+        const float* srow = c.ws + (o / c.bo) * c.nbi;
+        if (k0 % c.bi == 0) {
+            fp8_row_to_f32(c.codes + o * c.in + k0, srow + k0 / c.bi, count, c.bi, dst);
+        } else {
+            for (int64_t k = 0; k < count; ++k)
+                dst[k] = f8e4m3_to_f32(c.codes[o * c.in + k0 + k]) * srow[(k0 + k) / c.bi];
         }
-    });
+    };
+    g.b_loader_ctx = &ctx;
+    g.c = y;
+    g.ldc = out;
+    g.bias = w.bias.defined() ? bias.data() : nullptr;
+    gemm_cpu(g);
 }
 
 }  // namespace lmscope
