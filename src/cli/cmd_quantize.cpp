@@ -1,4 +1,6 @@
 // lmscope quantize --fp8 IN OUT [--include-lm-head] [--skip PATTERN]... [--max-shard-bytes N]
+// lmscope quantize --awq IN OUT [--method awq|rtn] [--group-size 128] [--calib FILE] [--calib-samples N]
+//                  [--calib-len T] [--duo-scaling] [--no-clip] [--tokenizer PATH]
 // One subcommand, one method flag: each method's options live in its own struct and its work in
 // src/quant/<method>_quantize.cpp. To add a method (e.g. --awq), add its flag + options below, add
 // it to the exactly-one-method check in quantize_command(), and dispatch to its function there.
@@ -7,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
+#include "quant/awq_quantize.h"
 #include "quant/fp8_quantize.h"
 
 namespace lmscope {
@@ -16,8 +19,12 @@ namespace {
 struct QuantizeOptions {
     std::string in, out;
     bool fp8 = false;
+    bool awq = false;
     // --fp8
     Fp8QuantizeOptions fp8_opt;
+    // --awq
+    AwqOptions awq_opt;
+    bool no_clip = false;
     bool no_progress = false;
 };
 
@@ -34,16 +41,22 @@ void run_fp8(const QuantizeOptions& o) {
 }
 
 void quantize_command(const QuantizeOptions& o) {
-    const int methods = o.fp8 ? 1 : 0;  // + (o.awq ? 1 : 0) when AWQ lands
-    if (methods != 1) throw UsageError("quantize: choose one method: --fp8");
+    const int methods = (o.fp8 ? 1 : 0) + (o.awq ? 1 : 0);
+    if (methods != 1) throw UsageError("quantize: choose exactly one method: --fp8 or --awq");
     if (o.fp8) return run_fp8(o);
+    AwqOptions opt = o.awq_opt;
+    opt.clip = !o.no_clip;
+    opt.progress = !o.no_progress;
+    if (opt.method != "awq" && opt.method != "rtn") throw UsageError("quantize: --method must be awq or rtn");
+    if (awq_quantize_command(o.in, o.out, opt) != 0) throw Error("quantize --awq failed");
 }
 
 }  // namespace
 
 void register_quantize(CLI::App& app) {
     auto o = std::make_shared<QuantizeOptions>();
-    CLI::App* c = app.add_subcommand("quantize", "Quantize a checkpoint (--fp8: block-wise FP8 E4M3, 128x128 scales)");
+    CLI::App* c = app.add_subcommand(
+        "quantize", "Quantize a checkpoint: --fp8 (block-wise FP8 E4M3, 128x128 scales) or --awq (int4, group 128)");
     c->add_option("in", o->in, "Input model folder (F32/F16/BF16 safetensors + config.json)")->required();
     c->add_option("out", o->out, "Output folder (written atomically)")->required();
     c->add_flag("--fp8", o->fp8,
@@ -56,6 +69,19 @@ void register_quantize(CLI::App& app) {
         ->allow_extra_args(false);
     c->add_option("--max-shard-bytes", o->fp8_opt.max_shard_bytes, "Shard size of the output (default 5 GB)")
         ->capture_default_str();
+    c->add_flag("--awq", o->awq,
+                "AWQ int4, asymmetric, group 128, AutoAWQ gemm layout (qweight/qzeros/scales); calibrated scale + "
+                "clip search");
+    c->add_option("--method", o->awq_opt.method, "--awq: awq (activation-aware search) or rtn (round to nearest)")
+        ->capture_default_str();
+    c->add_option("--group-size", o->awq_opt.group_size, "--awq: input channels per quantisation group")
+        ->capture_default_str();
+    c->add_option("--calib", o->awq_opt.calib_file, "--awq: calibration text file (default: the Brown corpus)");
+    c->add_option("--calib-samples", o->awq_opt.n_samples, "--awq: calibration samples")->capture_default_str();
+    c->add_option("--calib-len", o->awq_opt.seq_len, "--awq: tokens per calibration sample")->capture_default_str();
+    c->add_flag("--duo-scaling", o->awq_opt.duo_scaling, "--awq: AutoAWQ's duo scaling (x and w statistics)");
+    c->add_flag("--no-clip", o->no_clip, "--awq: skip the clip search");
+    c->add_option("--tokenizer", o->awq_opt.tokenizer, "--awq: tokenizer.json for the calibration text");
     c->add_flag("--no-progress", o->no_progress, "No progress bar");
     c->callback([o] { quantize_command(*o); });
 }

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "quant/awq.h"
 #include "quant/fp8.h"
 
 namespace lmscope {
@@ -29,12 +30,15 @@ std::string tensor_component(const std::string& name) {
 
 namespace {
 
+// known_extra: tensors that belong to the model although the dense layout has no such name (FP8
+// scales, AWQ qweight/qzeros/scales); replaced: dense weights a quantized form stands in for.
 void check_against_config(const Checkpoint& ckpt, const ModelConfig& cfg, InspectReport& r,
-                          const std::set<std::string>& known_extra) {
+                          const std::set<std::string>& known_extra, const std::set<std::string>& replaced) {
     std::set<std::string> expected_names;
     std::set<DType> dtypes;
     for (const ExpectedTensor& e : expected_tensors(cfg)) {
         expected_names.insert(e.name);
+        if (replaced.count(e.name)) continue;
         if (!ckpt.has(e.name)) {
             if (!e.optional)
                 r.findings.push_back({"error", "missing-tensor", e.name,
@@ -135,6 +139,62 @@ std::set<std::string> inspect_quantization(const Checkpoint& ckpt, const ModelCo
     return {L.scale_tensors.begin(), L.scale_tensors.end()};
 }
 
+// AutoAWQ gemm linears: each bound and validated like `run` does; layout rows and findings.
+struct AwqInspect {
+    std::set<std::string> tensors;   // qweight / qzeros / scales names
+    std::set<std::string> replaced;  // the dense .weight names they stand for
+};
+AwqInspect inspect_awq(const Checkpoint& ckpt, const ModelConfig& cfg, InspectReport& r) {
+    AwqInspect out;
+    AwqQuantConfig aq;
+    try {
+        aq = parse_awq_quant_config(cfg.raw, cfg.source);
+    } catch (const Error& e) {
+        r.findings.push_back({"error", "quantization-config", "quantization_config", e.what()});
+        return out;
+    }
+    if (!aq.present) return out;
+    r.quant_summary = fmt::format("awq (bits {}, group_size {}, zero_point, AutoAWQ gemm layout)", aq.bits, aq.group_size);
+    static const std::regex layer_prefix(R"(^model\.layers\.\d+\.)");
+    std::map<std::string, size_t> row_of;
+    std::map<std::string, int> totals;
+    const std::string suffix = ".weight";
+    for (const ExpectedTensor& e : expected_tensors(cfg)) {
+        if (e.name.size() <= suffix.size() || e.name.compare(e.name.size() - suffix.size(), suffix.size(), suffix) != 0 ||
+            e.shape.size() != 2 || e.name.find("embed_tokens") != std::string::npos)
+            continue;
+        const std::string module = e.name.substr(0, e.name.size() - suffix.size());
+        std::string storage;
+        if (has_awq_linear(ckpt, module)) {
+            out.replaced.insert(e.name);
+            for (const char* t : {".qweight", ".qzeros", ".scales"}) out.tensors.insert(module + t);
+            try {
+                bind_awq_linear(ckpt, module, aq.group_size, e.shape[1], e.shape[0]);
+                storage = fmt::format("AWQ int4 (qweight/qzeros/scales), group {}", aq.group_size);
+            } catch (const Error& err) {
+                r.findings.push_back({"error", "awq-layout", module, err.what()});
+                storage = "AWQ int4, INVALID (see findings)";
+            }
+        } else if (ckpt.has(e.name)) {
+            storage = fmt::format("kept in {}", dtype_name(ckpt.info(e.name).dtype));
+        } else {
+            continue;
+        }
+        const std::string kind = std::regex_replace(module, layer_prefix, "");
+        const std::string key = kind + "\n" + storage;
+        auto it = row_of.find(key);
+        if (it == row_of.end()) {
+            row_of[key] = r.quant_layout.size();
+            r.quant_layout.push_back({kind, storage, 1, 0});
+        } else {
+            r.quant_layout[it->second].count++;
+        }
+        totals[kind]++;
+    }
+    for (QuantLayoutRow& row : r.quant_layout) row.total = totals[row.module];
+    return out;
+}
+
 }  // namespace
 
 InspectReport inspect_checkpoint(const std::string& path) {
@@ -154,8 +214,10 @@ InspectReport inspect_checkpoint(const std::string& path) {
     fs::path cfg_path = fs::is_directory(path) ? fs::path(path) / "config.json" : fs::path(path).parent_path() / "config.json";
     if (fs::exists(cfg_path)) {
         r.config = ModelConfig::load(cfg_path.string());
-        const std::set<std::string> scales = inspect_quantization(ckpt, *r.config, r);
-        check_against_config(ckpt, *r.config, r, scales);
+        std::set<std::string> extra = inspect_quantization(ckpt, *r.config, r);
+        const AwqInspect awq = inspect_awq(ckpt, *r.config, r);
+        extra.insert(awq.tensors.begin(), awq.tensors.end());
+        check_against_config(ckpt, *r.config, r, extra, awq.replaced);
     } else {
         r.findings.push_back({"info", "no-config", "", "no config.json beside the weights: tensors listed only"});
     }

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "quant/awq.h"
 #include "quant/fp8.h"
 
 namespace lmscope {
@@ -32,9 +33,21 @@ ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, bool p
     std::map<std::string, const Fp8ModuleLayout*> fp8_modules;
     for (const Fp8ModuleLayout& m : layout.modules)
         if (m.fp8) fp8_modules[m.module + ".weight"] = &m;
+    // AutoAWQ checkpoints (quant_method "awq"): a linear stored as qweight/qzeros/scales has no .weight
+    const AwqQuantConfig awq = parse_awq_quant_config(cfg.raw, cfg.source);
+    auto is_awq_weight = [&](const std::string& name) {
+        const std::string suffix = ".weight";
+        if (!awq.present || name.size() <= suffix.size() ||
+            name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+            return false;
+        return has_awq_linear(ckpt, name.substr(0, name.size() - suffix.size()));
+    };
     std::map<std::string, Tensor> got;
+    std::map<std::string, Shape> expected_shape;
     size_t bytes = 0;
     for (const ExpectedTensor& e : expected_tensors(cfg)) {
+        expected_shape[e.name] = e.shape;
+        if (is_awq_weight(e.name)) continue;
         if (!ckpt.has(e.name)) {
             if (e.optional) continue;
             fail("checkpoint {}: missing tensor '{}' (config {} expects {} from {})", ckpt.dir(), e.name,
@@ -59,6 +72,12 @@ ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, bool p
     };
     int num_fp8 = 0;
     auto linear = [&](const std::string& path) {
+        if (awq.present && has_awq_linear(ckpt, path)) {
+            const Shape& es = expected_shape.at(path + ".weight");  // (out, in) per the config
+            Linear l = bind_awq_linear(ckpt, path, awq.group_size, es[1], es[0]);
+            bytes += l.weight.nbytes() + l.qzeros.nbytes() + l.scale.nbytes() + (l.bias.defined() ? l.bias.nbytes() : 0);
+            return l;
+        }
         Linear l = Linear::dense(path, take(path + ".weight"), take(path + ".bias"));
         auto it = fp8_modules.find(path + ".weight");
         if (it != fp8_modules.end() && l.weight.defined()) {

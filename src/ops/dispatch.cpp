@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "ops/ops.h"
+#include "quant/awq.h"
 
 namespace lmscope {
 
@@ -42,6 +43,10 @@ void rms_norm(const float* x, int64_t R, int64_t C, const Tensor& weight, float 
 void linear(const float* x, int64_t T, const Linear& w, float* y) {
     if (w.format == LinearFormat::Fp8Block) {
         reference_mode() ? linear_fp8_ref(x, T, w, y) : linear_fp8_cpu(x, T, w, y);
+        return;
+    }
+    if (w.format == LinearFormat::AwqInt4) {
+        reference_mode() ? linear_awq_ref(x, T, w, y) : linear_awq_cpu(x, T, w, y);
         return;
     }
     reference_mode() ? linear_ref(x, T, w, y) : linear_cpu(x, T, w, y);

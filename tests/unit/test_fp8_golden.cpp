@@ -237,7 +237,7 @@ TEST(Fp8Quantize, IncludeLmHeadSkipAndShards) {
         << r.output;
     r = run_cli(fmt::format("quantize {} {}/x", src, tmp));
     EXPECT_EQ(r.exit_code, 2);
-    EXPECT_NE(r.output.find("choose one method: --fp8"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("choose exactly one method: --fp8 or --awq"), std::string::npos) << r.output;
     r = run_cli(fmt::format("dequantize {} {}/x", src, tmp));
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_NE(r.output.find("no F8_E4M3 weights: not an FP8 checkpoint"), std::string::npos) << r.output;

@@ -133,7 +133,7 @@ TEST(TracePlanted, NanWeightCaughtWhereItEnters) {
         propagated |= x.tensor == "logits" && x.message.find("propagated from model.layers.1.mlp.up_proj") != std::string::npos;
     EXPECT_TRUE(propagated);
 
-    // --check: exit 1 here, 0 on the healthy model, 2 without --model
+    // --check: exit 1 here, 0 on the healthy model, 2 for --ids without --model
     const std::string tmp = make_temp_dir("trace-check");
     auto r = run_cli(fmt::format("trace --model {} --ids {} --check --format json --out {}/a.json", dir, kIds, tmp));
     EXPECT_EQ(r.exit_code, 1) << r.output;
@@ -142,7 +142,7 @@ TEST(TracePlanted, NanWeightCaughtWhereItEnters) {
     EXPECT_EQ(r.exit_code, 0) << r.output;
     r = run_cli("trace --ids 1,2");
     EXPECT_EQ(r.exit_code, 2) << r.output;
-    EXPECT_NE(r.output.find("--model is required"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("--prompt/--ids need --model"), std::string::npos) << r.output;
     fs::remove_all(dir);
     fs::remove_all(tmp);
 }

@@ -10,8 +10,10 @@
 
 namespace lmscope::testing {
 
-CmdResult run_cli(const std::string& args) {
-    std::string cmd = std::string(LMSCOPE_BINARY) + " " + args + " 2>&1";
+CmdResult run_cli(const std::string& args) { return run_cli_env("", args); }
+
+CmdResult run_cli_env(const std::string& env, const std::string& args) {
+    std::string cmd = (env.empty() ? "" : "env " + env + " ") + std::string(LMSCOPE_BINARY) + " " + args + " 2>&1";
     FILE* p = popen(cmd.c_str(), "r");
     if (!p) throw std::runtime_error("popen failed");
     std::string out;

@@ -35,6 +35,8 @@ struct CmdResult {
 };
 /** Runs `lmscope <args>` (args are passed to the shell as written). */
 CmdResult run_cli(const std::string& args);
+/** Same, with `env` ("NAME=value ...") set for the command. */
+CmdResult run_cli_env(const std::string& env, const std::string& args);
 /** A fresh temporary directory, removed by the caller if wanted. */
 std::string make_temp_dir(const std::string& tag);
 
