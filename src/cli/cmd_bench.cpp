@@ -13,6 +13,7 @@
 #include "cli/common.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "cuda/cli_cuda.h"  // --device cuda (issue 7)
 #include "model/decoder.h"
 #include "model/sampler.h"
 #include "ops/cpu/simd.h"
@@ -29,6 +30,9 @@ struct BenchOptions {
     int repeat = 5;
     bool json = false;
     uint64_t seed = 0;
+    std::string device = "cpu";  // --device, --batch, --exact (issue 7)
+    int batch = 1;
+    bool exact = false;
 };
 
 double median(std::vector<double> v) {
@@ -41,6 +45,14 @@ void bench_command(const BenchOptions& o) {
     if (o.prompt_len < 1 || o.gen_len < 0 || o.repeat < 1)
         throw UsageError("bench: --prompt-len >= 1, --gen-len >= 0 and --repeat >= 1 are required");
     if (o.threads > 0) ThreadPool::set_global_threads(o.threads);
+    // ---- --device cuda (issue 7): src/cuda/cli_cuda.cpp ----
+    if (o.device != "cuda" && (o.batch != 1 || o.exact)) throw UsageError("bench: --batch and --exact need --device cuda");
+    if (o.device == "cuda") {
+        DecoderModel host = DecoderModel::load(o.model);
+        cuda::cli_bench(host, {o.model, o.prompt_len, o.gen_len, o.repeat, o.batch, o.json, o.exact, o.seed});
+        return;
+    }
+    // ---- end --device cuda ----
     DecoderModel model = DecoderModel::load(o.model);
     const int64_t V = model.config().vocab_size;
     std::mt19937 rng(static_cast<uint32_t>(o.seed));
@@ -112,6 +124,9 @@ void register_bench(CLI::App& app) {
     c->add_option("--repeat", o->repeat, "Timed runs after one warm-up; the median is reported")->capture_default_str();
     c->add_option("--seed", o->seed, "Seed of the random prompt")->capture_default_str();
     c->add_flag("--json", o->json, "Print one JSON object");
+    c->add_option("--device", o->device, "cpu or cuda (issue 7)")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+    c->add_option("--batch", o->batch, "Sequences decoded together (--device cuda)")->capture_default_str();
+    c->add_flag("--exact", o->exact, "f32 activations on the GPU (--device cuda)");
     c->callback([o] { bench_command(*o); });
 }
 

@@ -13,6 +13,7 @@
 #include "cli/common.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "cuda/cli_cuda.h"  // --device cuda (issue 7)
 #include "io/safetensors.h"
 #include "model/decoder.h"
 #include "model/sampler.h"
@@ -36,6 +37,7 @@ struct RunOptions {
     std::string system;
     std::string save_logits;
     int threads = 0;
+    std::string device = "cpu";  // --device (issue 7)
 };
 
 void run_command(const RunOptions& o) {
@@ -66,6 +68,18 @@ void run_command(const RunOptions& o) {
     for (int32_t id : ids)
         if (id < 0 || id >= cfg.vocab_size)
             fail("prompt token id {} is outside the model's vocabulary [0, {})", id, cfg.vocab_size);
+
+    // ---- --device cuda (issue 7): the same generation on the GPU, src/cuda/cli_cuda.cpp ----
+    if (o.device == "cuda") {
+        cuda::CliRunArgs ca{o.max_new_tokens, {o.temperature, o.top_k, o.top_p, o.seed}, o.save_logits, o.model,
+                            std::vector<int64_t>(cfg.eos_token_ids.begin(), cfg.eos_token_ids.end())};
+        if (tok)
+            for (const char* s : {"<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>"})
+                if (auto id = tok->token_to_id(s)) ca.eos.push_back(*id);
+        cuda::cli_run(model, ids, tok ? &*tok : nullptr, ca);
+        return;
+    }
+    // ---- end --device cuda ----
 
     const int64_t T = static_cast<int64_t>(ids.size()), V = cfg.vocab_size;
     KVCache cache = model.new_cache(T + o.max_new_tokens);
@@ -143,6 +157,7 @@ void register_run(CLI::App& app) {
     c->add_option("--save-logits", o->save_logits,
                   "Write the prompt's logits to this safetensors file (tensor 'logits', F32 [T, vocab])");
     c->add_option("--threads", o->threads, "Worker threads (default: all cores)");
+    c->add_option("--device", o->device, "cpu or cuda (issue 7)")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
     c->callback([o] { run_command(*o); });
 }
 

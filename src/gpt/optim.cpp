@@ -77,15 +77,35 @@ void newton_schulz5(float* out, const float* g, int64_t rows, int64_t cols, int 
         std::memcpy(out, X.data(), sizeof(float) * r * n);
 }
 
-Optimizer::Optimizer(GptModel& model, OptimConfig cfg) : model_(model), cfg_(cfg) {
-    exp_avg_.assign(model.data().size(), 0.0f);
-    exp_avg_sq_.assign(model.data().size(), 0.0f);
-    momentum_.assign(model.data().size(), 0.0f);
+OptimTarget gpt_optim_target(GptModel& model, const OptimConfig& cfg) {
+    OptimTarget t;
+    t.data = &model.data();
+    t.grads = &model.grads();
+    t.params = model.params();
+    const double dmodel_scale = std::pow(double(model.config().n_embd) / 768.0, -0.5);
+    for (const ParamInfo& p : t.params)
+        t.adam_lr.push_back((p.name == "lm_head.weight" ? cfg.lr_unembedding : cfg.lr_embedding) * dmodel_scale);
+    t.weights_changed = [&model] { model.weights_changed(); };
+    return t;
+}
+
+Optimizer::Optimizer(GptModel& model, OptimConfig cfg) : Optimizer(gpt_optim_target(model, cfg), cfg) {}
+
+Optimizer::Optimizer(OptimTarget target, OptimConfig cfg) : target_(std::move(target)), cfg_(cfg) {
+    if (!target_.data || !target_.grads || target_.data->size() != target_.grads->size() ||
+        target_.adam_lr.size() != target_.params.size())
+        fail("Optimizer: inconsistent target (buffers or per-parameter learning rates missing)");
+    for (const ParamInfo& p : target_.params)
+        if (p.offset < 0 || p.offset + p.numel > int64_t(target_.data->size()) || (p.matrix && p.shape.size() != 2))
+            fail("Optimizer: parameter \"{}\" does not fit the buffer (or a Muon parameter is not 2-D)", p.name);
+    exp_avg_.assign(target_.data->size(), 0.0f);
+    exp_avg_sq_.assign(target_.data->size(), 0.0f);
+    momentum_.assign(target_.data->size(), 0.0f);
 }
 
 double Optimizer::step(int64_t it, int64_t num_iterations) {
-    std::vector<float>& W = model_.data();
-    std::vector<float>& G = model_.grads();
+    std::vector<float>& W = *target_.data;
+    std::vector<float>& G = *target_.grads;
     // clip_grad_norm_(parameters, grad_clip)
     double ss = 0;
     for (float g : G) ss += double(g) * g;
@@ -97,15 +117,15 @@ double Optimizer::step(int64_t it, int64_t num_iterations) {
     }
     const double lrm = lr_multiplier(it, num_iterations, cfg_);
     const double mom = muon_momentum(it);
-    const double dmodel_scale = std::pow(double(model_.config().n_embd) / 768.0, -0.5);
     ++t_;
     const double bc1 = 1.0 - std::pow(cfg_.beta1, double(t_)), bc2 = 1.0 - std::pow(cfg_.beta2, double(t_));
     std::vector<float> update;
-    for (const ParamInfo& p : model_.params()) {
+    for (size_t pi = 0; pi < target_.params.size(); ++pi) {
+        const ParamInfo& p = target_.params[pi];
         float* w = W.data() + p.offset;
         float* g = G.data() + p.offset;
         if (!p.matrix) {
-            const double lr = (p.name == "lm_head.weight" ? cfg_.lr_unembedding : cfg_.lr_embedding) * dmodel_scale * lrm;
+            const double lr = target_.adam_lr[pi] * lrm;
             float* m = exp_avg_.data() + p.offset;
             float* v = exp_avg_sq_.data() + p.offset;
             const float w1 = static_cast<float>(1 - cfg_.beta1), b2 = static_cast<float>(cfg_.beta2),
@@ -134,12 +154,12 @@ double Optimizer::step(int64_t it, int64_t num_iterations) {
             for (int64_t i = 0; i < p.numel; ++i) w[i] = w[i] + alpha * update[i];
         }
     }
-    model_.weights_changed();
+    if (target_.weights_changed) target_.weights_changed();
     return norm;
 }
 
 void Optimizer::save_to(SafetensorsWriter& w) const {
-    for (const ParamInfo& p : model_.params()) {
+    for (const ParamInfo& p : target_.params) {
         auto add = [&](const std::string& name, const std::vector<float>& src) {
             const float* s = src.data() + p.offset;
             const int64_t n = p.numel;
@@ -155,7 +175,7 @@ void Optimizer::save_to(SafetensorsWriter& w) const {
 }
 
 void Optimizer::load_from(const SafetensorsFile& f, int64_t steps_taken, const std::string& label) {
-    for (const ParamInfo& p : model_.params()) {
+    for (const ParamInfo& p : target_.params) {
         auto get = [&](const std::string& name, std::vector<float>& dst) {
             const TensorInfo* ti = f.find(name);
             if (!ti) fail("{}: optimiser tensor \"{}\" missing", label, name);

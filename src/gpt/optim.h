@@ -8,9 +8,13 @@
 //     and each elementwise result, arithmetic in f32 in between (tools/golden_gpt.py does the same).
 //   Schedule: LR multiplier 1 then linear to final_lr_frac (0) over the last warmdown_ratio (0.2)
 //     of the iterations; gradients clipped to global norm grad_clip (1.0) first.
+// The optimiser works on an OptimTarget (flat parameter and gradient buffers, a ParamInfo list, each
+// parameter either Muon (ParamInfo::matrix) or AdamW with its own base learning rate), so models other
+// than the GPT (the Qwen3 of src/qwen3train) reuse it; Optimizer(GptModel&, cfg) builds the GPT's.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,12 +31,25 @@ struct OptimConfig {
     double lr_embedding = 0.2;
     double lr_unembedding = 0.004;
     double lr_matrix = 0.02;
+    double lr_norm = 0.004;  // models with learnable norm weights (the Qwen3): their AdamW lr, x (d/768)^-0.5
     double beta1 = 0.8, beta2 = 0.95, eps = 1e-10;
     double grad_clip = 1.0;  // <= 0: no clipping
     double warmup_ratio = 0.0, warmdown_ratio = 0.2, final_lr_frac = 0.0;
     int ns_steps = 5;
     bool muon_bf16 = true;
 };
+
+/** What an Optimizer updates. The buffers must outlive the Optimizer. */
+struct OptimTarget {
+    std::vector<float>* data = nullptr;   // parameters, laid out as `params` says
+    std::vector<float>* grads = nullptr;  // gradients, same layout
+    std::vector<ParamInfo> params;        // ParamInfo::matrix (2-D): Muon; else AdamW
+    std::vector<double> adam_lr;          // per params[i]: AdamW base lr (before the schedule); unused for Muon
+    std::function<void()> weights_changed;  // called after each step (drop cached transposes); may be empty
+};
+
+/** The GPT's target: AdamW lr lr_unembedding for lm_head and lr_embedding for wte, both x (n_embd/768)^-0.5. */
+OptimTarget gpt_optim_target(GptModel& model, const OptimConfig& cfg);
 
 /** base_train.py get_lr_multiplier(it) for a run of num_iterations steps. */
 double lr_multiplier(int64_t it, int64_t num_iterations, const OptimConfig& c);
@@ -44,6 +61,8 @@ void newton_schulz5(float* out, const float* g, int64_t rows, int64_t cols, int 
 class Optimizer {
 public:
     Optimizer(GptModel& model, OptimConfig cfg);
+    /** Any model: `target` names the buffers and which parameter gets which update. */
+    Optimizer(OptimTarget target, OptimConfig cfg);
     /**
      * One step: clip the model's gradients, then AdamW / Muon with step `it` of `num_iterations`
      * (it counts from 0). Returns the global gradient norm before clipping.
@@ -59,7 +78,7 @@ public:
     void load_from(const SafetensorsFile& f, int64_t steps_taken, const std::string& label);
 
 private:
-    GptModel& model_;
+    OptimTarget target_;
     OptimConfig cfg_;
     int64_t t_ = 0;
     std::vector<float> exp_avg_, exp_avg_sq_, momentum_;  // same layout as the parameters

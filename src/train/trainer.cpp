@@ -14,9 +14,10 @@
 #include "core/progress.h"
 #include "gpt/gpt.h"
 #include "gpt/optim.h"
-#include "gpt/rng.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "qwen3train/config.h"
+#include "qwen3train/train_model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/bpe_train.h"
 #include "train/data.h"
@@ -74,10 +75,108 @@ std::string corpus_tokenizer_json(const Corpus& c, int64_t vocab) {
     return json;
 }
 
+namespace {
+
+// nanochat's GPT (gpt/gpt.h) as a TrainModel.
+class GptTrainable final : public TrainModel {
+public:
+    explicit GptTrainable(const gpt::GptConfig& cfg) : m_(cfg) {}
+
+    std::string arch() const override { return "gpt"; }
+    std::string describe() const override {
+        const gpt::GptConfig& c = m_.config();
+        return fmt::format("nanochat GPT depth {} (n_embd {}, {} heads x {}, vocab {}), {:.2f}M parameters", c.n_layer,
+                           c.n_embd, c.n_head, c.head_dim, c.vocab_size, double(m_.num_params()) / 1e6);
+    }
+    int64_t n_layer() const override { return m_.config().n_layer; }
+    int64_t vocab_size() const override { return m_.config().vocab_size; }
+    int64_t num_params() const override { return m_.num_params(); }
+    void init(uint64_t seed) override { m_.init_nanochat(seed); }
+    float forward(const int32_t* ids, const int32_t* targets, int64_t B, int64_t T) override {
+        return m_.forward(ids, targets, B, T);
+    }
+    const std::vector<float>& losses() const override { return m_.losses(); }
+    void zero_grad() override { m_.zero_grad(); }
+    void backward() override { m_.backward(); }
+    const std::vector<gpt::ParamInfo>& params() const override { return m_.params(); }
+    const float* param_data(const gpt::ParamInfo& p) const override { return m_.param(p.name); }
+    const float* grad_data(const gpt::ParamInfo& p) const override { return m_.grad(p.name); }
+    // Expected while what sits downstream is still zero: every gradient but lm_head's while lm_head = 0
+    // (step 0), and a layer's c_q/c_k/c_v (c_fc) while its attn.c_proj (mlp.c_proj) = 0 (step 1: Muon's
+    // first update of a zero gradient is zero).
+    std::string zero_grad_reason(const gpt::ParamInfo& p) const override {
+        if (p.name != "lm_head.weight" && all_zero(m_.param("lm_head.weight"), m_.info("lm_head.weight").numel))
+            return "lm_head is zero-initialised (nanochat init)";
+        if (p.matrix && p.name.find("c_proj") == std::string::npos) {
+            const std::string proj = p.name.substr(0, p.name.rfind('.', p.name.rfind('.') - 1)) + ".c_proj.weight";
+            if (all_zero(m_.param(proj), m_.info(proj).numel)) return proj + " is still zero (zero-initialised)";
+        }
+        return "";
+    }
+    gpt::OptimTarget optim_target(const gpt::OptimConfig& oc) override { return gpt::gpt_optim_target(m_, oc); }
+    void save(const std::string& dir) const override {
+        m_.save((fs::path(dir) / "model.safetensors").string(), {{"generator", "lmscope train"}});
+        write_text_atomic((fs::path(dir) / "gpt_config.json").string(), m_.config().to_json());
+    }
+    void load(const std::string& dir) override { m_.load((fs::path(dir) / "model.safetensors").string()); }
+
+private:
+    static bool all_zero(const float* v, int64_t n) {
+        for (int64_t i = 0; i < n; ++i)
+            if (v[i] != 0.0f) return false;
+        return true;
+    }
+    gpt::GptModel m_;
+};
+
+qwen3train::Qwen3Config::Overrides qwen3_overrides(const TrainOptions& o) {
+    qwen3train::Qwen3Config::Overrides ov;
+    ov.hidden = o.hidden;
+    ov.heads = o.heads;
+    ov.kv_heads = o.kv_heads;
+    ov.head_dim = o.head_dim;
+    ov.intermediate = o.intermediate;
+    ov.tie = o.tie;
+    return ov;
+}
+
+bool has_qwen3_sizes(const TrainOptions& o) {
+    return o.hidden > 0 || o.heads > 0 || o.kv_heads > 0 || o.head_dim > 0 || o.intermediate > 0 || o.tie >= 0;
+}
+
+}  // namespace
+
+std::unique_ptr<TrainModel> make_train_model(const TrainOptions& opt, int64_t vocab_size, int64_t seq_len,
+                                             int32_t bos_id) {
+    if (opt.arch == "gpt") {
+        if (has_qwen3_sizes(opt))
+            throw UsageError("--hidden/--heads/--kv-heads/--head-dim/--intermediate/--tie/--no-tie need --arch qwen3 "
+                             "(the GPT is sized by --depth alone)");
+        return std::make_unique<GptTrainable>(gpt::GptConfig::from_depth(opt.depth, vocab_size, seq_len));
+    }
+    if (opt.arch == "qwen3") {
+        qwen3train::Qwen3Config c =
+            qwen3train::Qwen3Config::from_depth(opt.depth, vocab_size, seq_len, qwen3_overrides(opt));
+        c.bos_token_id = bos_id;
+        c.eos_token_id = bos_id;  // documents are delimited by <|bos|>: predicting it ends the text
+        return qwen3train::make_qwen3_train_model(c);
+    }
+    throw UsageError(fmt::format("--arch {}: expected gpt (nanochat v0) or qwen3", opt.arch));
+}
+
+std::unique_ptr<TrainModel> train_model_of_checkpoint(const std::string& dir) {
+    if (fs::exists(fs::path(dir) / "gpt_config.json"))
+        return std::make_unique<GptTrainable>(gpt::GptConfig::load(dir));
+    if (fs::exists(fs::path(dir) / "config.json"))
+        return qwen3train::make_qwen3_train_model(qwen3train::Qwen3Config::load(dir));
+    fail("{}: neither gpt_config.json nor config.json (not a training checkpoint)", dir);
+}
+
 TrainSummary run_training(TrainOptions opt) {
-    if (opt.arch != "gpt")
-        throw UsageError(fmt::format("--arch {}: only \"gpt\" (nanochat v0) is implemented so far", opt.arch));
-    if (opt.out.empty()) opt.out = opt.resume.empty() ? fmt::format("runs/gpt-d{}", opt.depth) : opt.resume;
+    if (opt.arch != "gpt" && opt.arch != "qwen3")
+        throw UsageError(fmt::format("--arch {}: expected gpt (nanochat v0) or qwen3", opt.arch));
+    if (opt.out.empty())
+        opt.out = opt.resume.empty() ? fmt::format("runs/{}-d{}", opt.arch, opt.depth) : opt.resume;
     if (opt.batch < 1 || opt.seq_len < 2) throw UsageError("--batch must be >= 1 and --seq-len >= 2");
     // never replace a folder that is not ours
     if (fs::exists(opt.out) && opt.out != opt.resume) {
@@ -88,23 +187,34 @@ TrainSummary run_training(TrainOptions opt) {
 
     nlohmann::json state;
     std::string tok_json;
-    gpt::GptConfig cfg;
+    std::unique_ptr<TrainModel> model;
     if (!opt.resume.empty()) {
         const fs::path r(opt.resume);
-        for (const char* f : {"train_state.json", "gpt_config.json", "tokenizer.json", "model.safetensors",
-                              "optimizer.safetensors"})
+        for (const char* f : {"train_state.json", "tokenizer.json", "model.safetensors", "optimizer.safetensors"})
             if (!fs::exists(r / f)) fail("--resume {}: {} missing (not a training checkpoint)", opt.resume, f);
         try {
             state = nlohmann::json::parse(read_file((r / "train_state.json").string()));
         } catch (const nlohmann::json::exception& e) {
             fail("{}: not valid JSON ({})", (r / "train_state.json").string(), e.what());
         }
-        cfg = gpt::GptConfig::load(opt.resume);
-        if (opt.depth_set && opt.depth != cfg.n_layer)
-            fail("--resume {}: the checkpoint has depth {}, --depth says {}; nothing written", opt.resume, cfg.n_layer,
-                 opt.depth);
+        const std::string arch = state.value("arch", std::string("gpt"));
+        if (!fs::exists(r / (arch == "gpt" ? "gpt_config.json" : "config.json")))
+            fail("--resume {}: {} missing (not a training checkpoint)", opt.resume,
+                 arch == "gpt" ? "gpt_config.json" : "config.json");
+        if (opt.arch_set && opt.arch != arch)
+            fail("--resume {}: the checkpoint is a {} model, --arch says {}; nothing written", opt.resume, arch,
+                 opt.arch);
+        model = train_model_of_checkpoint(opt.resume);
+        if (opt.depth_set && opt.depth != model->n_layer())
+            fail("--resume {}: the checkpoint has depth {}, --depth says {}; nothing written", opt.resume,
+                 model->n_layer(), opt.depth);
+        if (has_qwen3_sizes(opt))
+            fail("--resume {}: the sizes come from the checkpoint; drop --hidden/--heads/--kv-heads/--head-dim/"
+                 "--intermediate/--tie/--no-tie",
+                 opt.resume);
+        opt.arch = arch;
         tok_json = read_file((r / "tokenizer.json").string());
-        opt.depth = cfg.n_layer;
+        opt.depth = model->n_layer();
         opt.seq_len = state.at("seq_len").get<int64_t>();
         opt.batch = state.at("batch").get<int64_t>();
         if (opt.steps == 0 && opt.tokens == 0) opt.steps = state.at("num_iterations").get<int64_t>();
@@ -112,8 +222,15 @@ TrainSummary run_training(TrainOptions opt) {
         opt.lr_embedding = state.at("lr_embedding").get<double>();
         opt.lr_unembedding = state.at("lr_unembedding").get<double>();
         opt.lr_matrix = state.at("lr_matrix").get<double>();
+        if (state.contains("lr_norm")) opt.lr_norm = state.at("lr_norm").get<double>();
         opt.muon_bf16 = state.at("muon_bf16").get<bool>();
         if (opt.data.empty()) opt.data = state.at("data").get<std::string>();
+    } else if (opt.arch == "gpt" && has_qwen3_sizes(opt)) {
+        throw UsageError("--hidden/--heads/--kv-heads/--head-dim/--intermediate/--tie/--no-tie need --arch qwen3 "
+                         "(the GPT is sized by --depth alone)");
+    } else if (opt.arch == "qwen3") {
+        // sizes checked before the corpus and tokenizer work (vocab and sequence length do not matter here)
+        (void)qwen3train::Qwen3Config::from_depth(opt.depth, 1024, opt.seq_len, qwen3_overrides(opt));
     }
 
     const Corpus corpus = load_corpus(opt.data);
@@ -132,32 +249,30 @@ TrainSummary run_training(TrainOptions opt) {
     const TokenizedSplit val_split = tokenize_split(corpus.val, bos, encode, tok_json, "val");
     const std::vector<int32_t> nbytes = token_nbytes(tok);
 
-    if (opt.resume.empty()) cfg = gpt::GptConfig::from_depth(opt.depth, tok.vocab_size(), opt.seq_len);
+    if (!model) model = make_train_model(opt, tok.vocab_size(), opt.seq_len, bos);
     const int64_t tokens_per_step = opt.batch * opt.seq_len;
     const int64_t num_iterations = opt.steps > 0 ? opt.steps : opt.tokens > 0 ? std::max<int64_t>(1, opt.tokens / tokens_per_step) : 100;
 
-    gpt::GptModel model(cfg);
     gpt::OptimConfig oc;
     oc.lr_embedding = opt.lr_embedding;
     oc.lr_unembedding = opt.lr_unembedding;
     oc.lr_matrix = opt.lr_matrix;
+    oc.lr_norm = opt.lr_norm;
     oc.muon_bf16 = opt.muon_bf16;
-    gpt::Optimizer optim(model, oc);
+    gpt::Optimizer optim(model->optim_target(oc), oc);
     BatchLoader loader(train_split.tokens, opt.batch, opt.seq_len);
     int64_t step = 0;
     if (!opt.resume.empty()) {
-        model.load((fs::path(opt.resume) / "model.safetensors").string());
+        model->load(opt.resume);
         SafetensorsFile of = SafetensorsFile::open((fs::path(opt.resume) / "optimizer.safetensors").string());
         step = state.at("step").get<int64_t>();
         optim.load_from(of, step, of.path());
         loader.set_position(state.at("data_position").get<int64_t>());
         fmt::print("resuming {} at step {} of {}\n", opt.resume, step, num_iterations);
     } else {
-        model.init_nanochat(opt.seed);
+        model->init(opt.seed);
     }
-    fmt::print("model: nanochat GPT depth {} (n_embd {}, {} heads x {}, vocab {}), {:.2f}M parameters; "
-               "batch {} x {} tokens, {} steps; data {} ({} train / {} val tokens)\n",
-               cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.head_dim, cfg.vocab_size, double(model.num_params()) / 1e6,
+    fmt::print("model: {}; batch {} x {} tokens, {} steps; data {} ({} train / {} val tokens)\n", model->describe(),
                opt.batch, opt.seq_len, num_iterations, corpus.label, train_split.tokens.size(), val_split.tokens.size());
 
     // log: carried over from the checkpoint on resume
@@ -168,12 +283,13 @@ TrainSummary run_training(TrainOptions opt) {
     auto evaluate = [&]() {
         return evaluate_stream(val_split.tokens, opt.batch, opt.seq_len, opt.eval_tokens, nbytes,
                                [&](const int32_t* x, const int32_t* y, int64_t B, int64_t T, float* nats) {
-                                   model.forward(x, y, B, T);
-                                   std::copy(model.losses().begin(), model.losses().end(), nats);
+                                   model->forward(x, y, B, T);
+                                   std::copy(model->losses().begin(), model->losses().end(), nats);
                                });
     };
     auto save = [&](int64_t next_step) {
         nlohmann::ordered_json st;
+        st["arch"] = model->arch();
         st["step"] = next_step;
         st["num_iterations"] = num_iterations;
         st["data_position"] = loader.position();
@@ -183,17 +299,17 @@ TrainSummary run_training(TrainOptions opt) {
         st["lr_embedding"] = opt.lr_embedding;
         st["lr_unembedding"] = opt.lr_unembedding;
         st["lr_matrix"] = opt.lr_matrix;
+        if (model->arch() != "gpt") st["lr_norm"] = opt.lr_norm;
         st["muon_bf16"] = opt.muon_bf16;
         st["data"] = opt.data;
         st["corpus"] = corpus.label;
         write_dir_atomic(opt.out, [&](const std::string& tmp) {
             const fs::path d(tmp);
-            model.save((d / "model.safetensors").string(), {{"generator", "lmscope train"}});
+            model->save(tmp);
             SafetensorsWriter w;
             w.set_metadata("step", std::to_string(next_step));
             optim.save_to(w);
             w.write((d / "optimizer.safetensors").string());
-            write_text_atomic((d / "gpt_config.json").string(), cfg.to_json());
             write_text_atomic((d / "tokenizer.json").string(), tok_json);
             write_text_atomic((d / "train_state.json").string(), st.dump(2) + "\n");
             write_text_atomic((d / "log.jsonl").string(), log_text);
@@ -201,7 +317,7 @@ TrainSummary run_training(TrainOptions opt) {
     };
 
     TrainSummary sum;
-    const double ln_v = std::log(double(cfg.vocab_size));
+    const double ln_v = std::log(double(model->vocab_size()));
     std::vector<double> recent;
     bool warned_flat = false;
     std::map<std::string, std::vector<std::string>> expected_zero;
@@ -219,28 +335,19 @@ TrainSummary run_training(TrainOptions opt) {
         }
         const auto t0 = Clock::now();
         loader.next(x, y);
-        model.zero_grad();
-        const float loss = model.forward(x.data(), y.data(), opt.batch, opt.seq_len);
+        model->zero_grad();
+        const float loss = model->forward(x.data(), y.data(), opt.batch, opt.seq_len);
         if (!std::isfinite(loss)) fail("step {}: loss is {} (diverged); last checkpoint kept", step, loss);
-        model.backward();
-        // health: gradients that are exactly zero. Expected while what sits downstream is still zero:
-        // every gradient but lm_head's while lm_head = 0 (step 0), and a layer's c_q/c_k/c_v (c_fc) while
-        // its attn.c_proj (mlp.c_proj) = 0 (step 1: Muon's first update of a zero gradient is zero).
+        model->backward();
+        // health: gradients that are exactly zero (expected only while a weight downstream is still zero)
         auto all_zero = [&](const float* v, int64_t n) {
             for (int64_t i = 0; i < n; ++i)
                 if (v[i] != 0.0f) return false;
             return true;
         };
-        const bool head_zero = all_zero(model.param("lm_head.weight"), cfg.vocab_size * cfg.n_embd);
-        for (const gpt::ParamInfo& p : model.params()) {
-            if (!all_zero(model.grad(p.name), p.numel)) continue;
-            std::string why;
-            if (head_zero && p.name != "lm_head.weight") {
-                why = "lm_head is zero-initialised (nanochat init)";
-            } else if (p.matrix && p.name.find("c_proj") == std::string::npos) {
-                const std::string proj = p.name.substr(0, p.name.rfind('.', p.name.rfind('.') - 1)) + ".c_proj.weight";
-                if (all_zero(model.param(proj), model.info(proj).numel)) why = proj + " is still zero (zero-initialised)";
-            }
+        for (const gpt::ParamInfo& p : model->params()) {
+            if (!all_zero(model->grad_data(p), p.numel)) continue;
+            const std::string why = model->zero_grad_reason(p);
             if (!why.empty()) {
                 expected_zero[why].push_back(p.name);
             } else {
@@ -274,7 +381,7 @@ TrainSummary run_training(TrainOptions opt) {
                 fmt::print("health: the loss has not moved for {} steps ({:.6f}{}): likely no optimiser step is "
                            "applied or the learning rate is zero (the seed run sat at ln(65536) = 11.090355 three "
                            "times)\n",
-                           recent.size(), recent.front(), at_lnv ? fmt::format(" = ln(V = {})", cfg.vocab_size) : "");
+                           recent.size(), recent.front(), at_lnv ? fmt::format(" = ln(V = {})", model->vocab_size()) : "");
             }
         }
         const double elapsed = std::chrono::duration<double>(Clock::now() - t_start).count();

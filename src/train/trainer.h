@@ -6,17 +6,62 @@
 //   model.safetensors  gpt_config.json  tokenizer.json  optimizer.safetensors  train_state.json
 //   log.jsonl (one {"step", "loss", ...} line per step, "val" lines for evaluations)
 // --resume DIR reloads all of it and continues exactly where the checkpoint stopped.
+// --arch qwen3 trains a Qwen3ForCausalLM (qwen3train/model.h) through the same loop; its checkpoint is a
+// Hugging Face one: config.json + model.safetensors (HF names) + tokenizer.json, plus the same
+// optimizer.safetensors / train_state.json ("arch": "qwen3") / log.jsonl. The loop sees a model only
+// through TrainModel below.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
+
+#include "gpt/gpt.h"
+#include "gpt/optim.h"
 
 namespace lmscope::train {
 
+/** What the training loop needs from a model (the GPT and the Qwen3 implement it). */
+class TrainModel {
+public:
+    virtual ~TrainModel() = default;
+    /** "gpt" or "qwen3" (train_state.json's "arch"). */
+    virtual std::string arch() const = 0;
+    /** One line for the start of a run: architecture and sizes. */
+    virtual std::string describe() const = 0;
+    virtual int64_t n_layer() const = 0;
+    virtual int64_t vocab_size() const = 0;
+    virtual int64_t num_params() const = 0;
+    virtual void init(uint64_t seed) = 0;
+    /** Mean loss of (B, T) ids against targets; losses() then holds the per-position nats. */
+    virtual float forward(const int32_t* ids, const int32_t* targets, int64_t B, int64_t T) = 0;
+    virtual const std::vector<float>& losses() const = 0;
+    virtual void zero_grad() = 0;
+    virtual void backward() = 0;
+    virtual const std::vector<gpt::ParamInfo>& params() const = 0;
+    virtual const float* param_data(const gpt::ParamInfo& p) const = 0;
+    virtual const float* grad_data(const gpt::ParamInfo& p) const = 0;
+    /** Why parameter p's gradient is exactly zero right now when that is expected (zero-initialised
+     *  weights downstream), else "" (the health check then reports it). */
+    virtual std::string zero_grad_reason(const gpt::ParamInfo& p) const = 0;
+    /** The optimiser's view: buffers, Muon / AdamW split and AdamW learning rates. */
+    virtual gpt::OptimTarget optim_target(const gpt::OptimConfig& oc) = 0;
+    /** Writes the weights and the config file(s) into a checkpoint folder being built. */
+    virtual void save(const std::string& dir) const = 0;
+    /** Reads the weights of a checkpoint folder. */
+    virtual void load(const std::string& dir) = 0;
+};
+
 struct TrainOptions {
-    std::string arch = "gpt";
+    std::string arch = "gpt";  // "gpt" (nanochat v0) or "qwen3"
+    bool arch_set = false;     // given on the command line (checked against --resume)
     int64_t depth = 4;
     bool depth_set = false;  // given on the command line (checked against --resume)
+    // --arch qwen3 sizes (0 / -1: derived from depth, see qwen3train/config.h)
+    int64_t hidden = 0, heads = 0, kv_heads = 0, head_dim = 0, intermediate = 0;
+    int tie = -1;  // -1 default (untied), 0 --no-tie, 1 --tie
+    double lr_norm = 0.004;  // qwen3: AdamW lr of the RMSNorm weights (x (hidden/768)^-0.5)
     int64_t seq_len = 1024;
     int64_t batch = 1;
     int64_t steps = 0;   // 0: from tokens, else 100
@@ -48,5 +93,11 @@ std::string corpus_tokenizer_json(const Corpus& c, int64_t vocab);
 
 /** Runs a training job; Error (one line, naming the file) on bad input, before anything is written. */
 TrainSummary run_training(TrainOptions opt);
+
+/** The model of a run: a fresh one from the options (sizes from depth) for vocab_size / seq_len. */
+std::unique_ptr<TrainModel> make_train_model(const TrainOptions& opt, int64_t vocab_size, int64_t seq_len,
+                                             int32_t bos_id);
+/** The model of a checkpoint folder (gpt_config.json: GPT; config.json: Qwen3), weights not loaded. */
+std::unique_ptr<TrainModel> train_model_of_checkpoint(const std::string& dir);
 
 }  // namespace lmscope::train

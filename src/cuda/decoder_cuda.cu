@@ -1,0 +1,417 @@
+// CudaDecoder: the decoder forward of model/decoder.cpp on the GPU. Weights uploaded once in their
+// stored dtype (q|k|v and gate|up concatenated so each is one GEMV/GEMM), norms and biases as f32;
+// KV caches (layers, sequences, capacity, Hkv, D) on the GPU. Rows of one forward are either T tokens
+// of one sequence (prefill) or one token of each of B sequences (decode). Per layer:
+//   small R (<= 8) or exact:  qkv = gemv(rmsnorm(x)) | q/k norm + rope + cache | split-K attention |
+//                             x += gemv(att) | gu = gemv(rmsnorm(x)) | x += gemv(silu(g) * u)
+//   large R, 16-bit weights:  rmsnorm -> bf16 | cuBLAS | ... | flash prefill (or split-K) | cuBLAS with
+//                             beta = 1 (residual in the epilogue) | SwiGLU kernel | cuBLAS (beta = 1)
+// A decode step (positions read on the device, argmax feeding the next step's ids, positions advanced
+// on the device) is captured once as a CUDA graph per batch size and replayed.
+
+#include <cmath>
+#include <cstring>
+
+#include "cuda/common.cuh"
+#include "cuda/cuda_api.h"
+#include "model/decoder.h"
+#include "model/rope_table.h"
+#include "ops/cuda/ops_cuda.h"
+
+namespace lmscope::cuda {
+
+namespace {
+
+constexpr int64_t kMaxPrefillRows = 4096;  // longer prompts run in chunks
+constexpr int64_t kGemvMaxRows = 8;
+
+__global__ void advance_pos_kernel(int32_t* pos, int B) {
+    const int b = blockIdx.x * blockDim.x + threadIdx.x;
+    if (b < B) pos[b] += 1;
+}
+
+struct Layer {
+    const float *in_norm = nullptr, *post_norm = nullptr, *q_norm = nullptr, *k_norm = nullptr;
+    const float* qkv_bias = nullptr;
+    DeviceLinear qkv, o, gate_up, down;
+};
+
+}  // namespace
+
+struct CudaDecoder::Impl {
+    ModelConfig cfg;
+    CudaOptions opt;
+    cudaStream_t stream = nullptr;
+    cublasHandle_t blas = nullptr;
+    std::vector<DeviceBuffer> owned;
+    size_t wbytes = 0;
+    DeviceTensor embed;
+    std::vector<Layer> layers;
+    const float* final_norm = nullptr;
+    DeviceLinear lm_head;
+    DeviceBuffer inv_freq;
+    DType wdtype = DType::BF16;
+    bool gemm_ok = false;  // 16-bit dense weights, not exact: GEMMs for large R
+    DType act16 = DType::BF16;
+    DType kv_dtype = DType::F32;
+
+    int batch = 0;
+    int64_t capacity = 0;
+    DeviceBuffer kcache, vcache, d_pos, d_ids;
+    std::vector<int64_t> len;
+    std::vector<int32_t> h_pos;
+
+    int64_t ws_rows = 0, ws_logit_rows = 0;
+    DeviceBuffer x, xb, qkv, q, att, gu, act, logits, attn_work, d_rowids;
+    cudaGraphExec_t graph = nullptr;
+    bool warmed = false;
+    int32_t* h_out = nullptr;  // pinned, B ids per step
+    size_t h_out_n = 0;
+
+    const float* upload_f32(const Tensor& t) {
+        if (!t.defined()) return nullptr;
+        const Tensor f = t.dtype() == DType::F32 ? t : t.to(DType::F32);
+        owned.emplace_back(f.nbytes());
+        owned.back().upload(f.raw(), f.nbytes());
+        return owned.back().get<float>();
+    }
+    // concatenation along `out` of dense linears with the same dtype and `in`
+    DeviceLinear upload_linears(const std::vector<const Linear*>& ls, bool with_bias) {
+        DeviceLinear d;
+        d.in = ls[0]->in();
+        d.dtype = ls[0]->weight.dtype();
+        size_t bytes = 0;
+        for (const Linear* l : ls) {
+            if (l->format != LinearFormat::Dense)
+                fail_rt("CUDA backend: {} is {}; only dense F32/F16/BF16 weights run on CUDA so far", l->name,
+                     l->format == LinearFormat::Fp8Block ? "FP8-block" : "AWQ int4");
+            if (l->weight.dtype() != d.dtype || l->in() != d.in)
+                fail_rt("CUDA backend: {} ({}) cannot be fused with {}", l->name, dtype_name(l->weight.dtype()),
+                     ls[0]->name);
+            bytes += l->weight.nbytes();
+            d.out += l->out();
+        }
+        owned.emplace_back(bytes);
+        size_t off = 0;
+        for (const Linear* l : ls) {
+            owned.back().upload(l->weight.raw(), l->weight.nbytes(), off);
+            off += l->weight.nbytes();
+        }
+        d.weight = owned.back().get();
+        wbytes += bytes;
+        bool any_bias = false;
+        for (const Linear* l : ls) any_bias |= l->bias.defined();
+        if (any_bias) {
+            std::vector<float> b;
+            for (const Linear* l : ls) {
+                if (l->bias.defined()) {
+                    auto v = l->bias.to_f32_vector();
+                    b.insert(b.end(), v.begin(), v.end());
+                } else {
+                    b.insert(b.end(), static_cast<size_t>(l->out()), 0.0f);
+                }
+            }
+            owned.emplace_back(b.size() * sizeof(float));
+            owned.back().upload(b.data(), b.size() * sizeof(float));
+            wbytes += b.size() * sizeof(float);
+            if (with_bias) d.bias = owned.back().get<float>();
+        }
+        return d;
+    }
+
+    void ensure_workspace(int64_t R, int64_t logit_rows) {
+        const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, QD = cfg.q_dim(), KVD = cfg.kv_dim();
+        bool moved = false;
+        if (R > ws_rows) {
+            CUDA_CHECK(cudaStreamSynchronize(stream));
+            const auto f = [R](int64_t n) { return static_cast<size_t>(R * n) * sizeof(float); };
+            x.resize(f(H));
+            xb.resize(f(H));
+            qkv.resize(f(QD + 2 * KVD));
+            q.resize(f(QD));
+            att.resize(f(QD));
+            gu.resize(f(2 * I));
+            act.resize(f(I));
+            d_rowids.resize(static_cast<size_t>(R) * sizeof(int32_t));
+            ws_rows = R;
+            moved = true;
+        }
+        const size_t aw = attention_decode_workspace(R, cfg.num_heads, cfg.head_dim, std::max<int64_t>(capacity, 1)) *
+                          sizeof(float);
+        if (aw > attn_work.size()) {
+            CUDA_CHECK(cudaStreamSynchronize(stream));
+            attn_work.resize(aw);
+            moved = true;
+        }
+        if (logit_rows > ws_logit_rows) {
+            CUDA_CHECK(cudaStreamSynchronize(stream));
+            logits.resize(static_cast<size_t>(logit_rows * cfg.vocab_size) * sizeof(float));
+            ws_logit_rows = logit_rows;
+            moved = true;
+        }
+        if (moved) drop_graph();
+    }
+
+    void drop_graph() {
+        if (graph) cudaGraphExecDestroy(graph);
+        graph = nullptr;
+        warmed = false;
+    }
+
+    KvView kv(int64_t l) const {
+        const size_t es = dtype_size(kv_dtype);
+        const size_t per_layer = static_cast<size_t>(batch) * static_cast<size_t>(capacity) *
+                                 static_cast<size_t>(cfg.kv_dim()) * es;
+        return {kcache.get<char>() + l * per_layer, vcache.get<char>() + l * per_layer, kv_dtype, capacity};
+    }
+
+    // ids of the R rows are in `ids` (device); logits of rows first_out.. go to `logits`
+    void forward_rows(const int32_t* ids, int64_t R, const RowPos& rows, int64_t max_len, int prefill_seq,
+                      int64_t pos0, int64_t first_out) {
+        const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, Hq = cfg.num_heads, Hkv = cfg.num_kv_heads;
+        const int64_t D = cfg.head_dim, QKV = cfg.q_dim() + 2 * cfg.kv_dim();
+        const float eps = static_cast<float>(cfg.rms_norm_eps), scale = 1.0f / std::sqrt(static_cast<float>(D));
+        const bool gemm = gemm_ok && R > kGemvMaxRows;
+        cudaStream_t st = stream;
+        float* xp = x.get<float>();
+        embedding_cuda(ids, R, embed, H, xp, st);
+        for (size_t l = 0; l < layers.size(); ++l) {
+            const Layer& L = layers[l];
+            const KvView kvl = kv(static_cast<int64_t>(l));
+            if (gemm) {
+                rms_norm_cuda(xp, R, H, L.in_norm, eps, xb.get(), act16, st);
+                linear_gemm_cuda(blas, xb.get(), R, L.qkv, qkv.get(), DType::F32, false, st);
+            } else {
+                linear_gemv_cuda(xp, R, L.qkv, {GemvInput::RmsNorm, L.in_norm, eps, 0, 0}, qkv.get<float>(), QKV,
+                                 false, st);
+            }
+            qkv_rope_cache_cuda(qkv.get<float>(), L.qkv_bias, R, Hq, Hkv, D, L.q_norm, L.k_norm, eps,
+                                inv_freq.get<float>(), rows, q.get<float>(), kvl, st);
+            const DType att_dt = gemm ? act16 : DType::F32;
+            if (prefill_seq >= 0 && gemm && attention_prefill_supported(D))
+                attention_prefill_cuda(q.get<float>(), R, pos0, Hq, Hkv, D, scale, kvl, prefill_seq, att.get(), att_dt,
+                                       st);
+            else
+                attention_decode_cuda(q.get<float>(), R, Hq, Hkv, D, scale, kvl, rows, max_len, attn_work.get<float>(),
+                                      att.get(), att_dt, st);
+            if (gemm) {
+                linear_gemm_cuda(blas, att.get(), R, L.o, xp, DType::F32, true, st);
+                rms_norm_cuda(xp, R, H, L.post_norm, eps, xb.get(), act16, st);
+                linear_gemm_cuda(blas, xb.get(), R, L.gate_up, gu.get(), act16, false, st);
+                silu_mul_rows_cuda(gu.get(), R, I, act.get(), act16, st);
+                linear_gemm_cuda(blas, act.get(), R, L.down, xp, DType::F32, true, st);
+            } else {
+                linear_gemv_cuda(att.get<float>(), R, L.o, {}, xp, H, true, st);
+                linear_gemv_cuda(xp, R, L.gate_up, {GemvInput::RmsNorm, L.post_norm, eps, 0, 0}, gu.get<float>(),
+                                 2 * I, false, st);
+                linear_gemv_cuda(gu.get<float>(), R, L.down, {GemvInput::SiluMul, nullptr, eps, 2 * I, I}, xp, H, true,
+                                 st);
+            }
+        }
+        const int64_t n_out = R - first_out;
+        const float* xo = xp + first_out * H;
+        if (gemm_ok && n_out > kGemvMaxRows) {
+            rms_norm_cuda(xo, n_out, H, final_norm, eps, xb.get(), act16, st);
+            linear_gemm_cuda(blas, xb.get(), n_out, lm_head, logits.get(), DType::F32, false, st);
+        } else {
+            linear_gemv_cuda(xo, n_out, lm_head, {GemvInput::RmsNorm, final_norm, eps, 0, 0}, logits.get<float>(),
+                             cfg.vocab_size, false, st);
+        }
+    }
+
+    void enqueue_decode_step() {
+        RowPos rows;
+        rows.pos = d_pos.get<int32_t>();
+        rows.seq_is_row = true;
+        forward_rows(d_ids.get<int32_t>(), batch, rows, capacity, -1, 0, 0);
+        argmax_cuda(logits.get<float>(), batch, cfg.vocab_size, d_ids.get<int32_t>(), stream);
+        advance_pos_kernel<<<ceil_div(batch, 128), 128, 0, stream>>>(d_pos.get<int32_t>(), batch);
+        CUDA_CHECK_LAUNCH();
+    }
+
+    void decode_step() {
+        for (int b = 0; b < batch; ++b)
+            if (len[static_cast<size_t>(b)] >= capacity)
+                fail_rt("KV cache holds {} positions; sequence {} is full", capacity, b);
+        ensure_workspace(batch, batch);
+        if (!opt.graphs || !warmed) {
+            enqueue_decode_step();  // the first step runs eagerly: one-time set-up stays out of the graph
+            warmed = true;
+        } else {
+            if (!graph) {
+                cudaGraph_t g;
+                CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+                enqueue_decode_step();
+                CUDA_CHECK(cudaStreamEndCapture(stream, &g));
+                CUDA_CHECK(cudaGraphInstantiate(&graph, g, 0));
+                CUDA_CHECK(cudaGraphDestroy(g));
+            }
+            CUDA_CHECK(cudaGraphLaunch(graph, stream));
+        }
+        for (int b = 0; b < batch; ++b) ++len[static_cast<size_t>(b)];
+    }
+};
+
+CudaDecoder::CudaDecoder(const DecoderModel& host, CudaOptions opt) : impl_(std::make_unique<Impl>()) {
+    Impl& m = *impl_;
+    if (device_count() == 0) throw_error("CUDA: no CUDA device found (cudaGetDeviceCount)");
+    m.cfg = host.config();
+    m.opt = opt;
+    const ModelConfig& cfg = m.cfg;
+    const ModelWeights& w = host.weights();
+    if (cfg.head_dim % 2 || cfg.head_dim > 256) fail_rt("CUDA backend: head_dim {} is not even and <= 256", cfg.head_dim);
+    CUDA_CHECK(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking));
+    m.blas = default_cublas();
+
+    m.wdtype = w.layers.at(0).q.weight.dtype();
+    m.gemm_ok = !opt.exact && (m.wdtype == DType::BF16 || m.wdtype == DType::F16) && !cfg.mlp_bias;
+    m.act16 = m.wdtype == DType::F16 ? DType::F16 : DType::BF16;
+    m.kv_dtype = m.gemm_ok ? m.act16 : DType::F32;
+
+    m.owned.reserve(16 * w.layers.size() + 16);
+    m.owned.emplace_back(w.embed.nbytes());
+    m.owned.back().upload(w.embed.raw(), w.embed.nbytes());
+    m.embed = {w.embed.dtype(), m.owned.back().get()};
+    m.wbytes += w.embed.nbytes();
+    for (const LayerWeights& L : w.layers) {
+        Layer d;
+        d.in_norm = m.upload_f32(L.input_norm);
+        d.post_norm = m.upload_f32(L.post_norm);
+        if (cfg.qk_norm) {
+            d.q_norm = m.upload_f32(L.q_norm);
+            d.k_norm = m.upload_f32(L.k_norm);
+        }
+        d.qkv = m.upload_linears({&L.q, &L.k, &L.v}, false);
+        if (L.q.bias.defined() || L.k.bias.defined() || L.v.bias.defined())
+            d.qkv_bias = m.owned.back().get<float>();  // the concatenated bias just uploaded
+        d.o = m.upload_linears({&L.o}, true);
+        d.gate_up = m.upload_linears({&L.gate, &L.up}, true);
+        d.down = m.upload_linears({&L.down}, true);
+        m.layers.push_back(d);
+    }
+    m.final_norm = m.upload_f32(w.final_norm);
+    if (w.lm_head.weight.raw() == w.embed.raw()) {  // tied: share the table
+        m.lm_head.dtype = w.embed.dtype();
+        m.lm_head.weight = m.embed.data;
+        m.lm_head.in = cfg.hidden_size;
+        m.lm_head.out = cfg.vocab_size;
+    } else {
+        m.lm_head = m.upload_linears({&w.lm_head}, true);
+    }
+    const std::vector<float> inv = rope_inv_freq(cfg.rope, cfg.head_dim);
+    m.inv_freq.resize(inv.size() * sizeof(float));
+    m.inv_freq.upload(inv.data(), inv.size() * sizeof(float));
+    CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+CudaDecoder::~CudaDecoder() {
+    if (!impl_) return;
+    impl_->drop_graph();
+    if (impl_->h_out) cudaFreeHost(impl_->h_out);
+    if (impl_->stream) cudaStreamDestroy(impl_->stream);
+}
+
+const ModelConfig& CudaDecoder::config() const { return impl_->cfg; }
+size_t CudaDecoder::weight_bytes() const { return impl_->wbytes; }
+size_t CudaDecoder::kv_bytes_per_position() const {
+    return 2 * static_cast<size_t>(impl_->cfg.num_layers * impl_->cfg.kv_dim()) * dtype_size(impl_->kv_dtype);
+}
+
+void CudaDecoder::reset(int batch, int64_t capacity) {
+    Impl& m = *impl_;
+    if (batch < 1 || capacity < 1) throw_usage_error("CUDA decoder: batch and capacity must be >= 1");
+    CUDA_CHECK(cudaStreamSynchronize(m.stream));
+    m.drop_graph();
+    m.batch = batch;
+    m.capacity = capacity;
+    const size_t bytes = static_cast<size_t>(m.cfg.num_layers) * static_cast<size_t>(batch) *
+                         static_cast<size_t>(capacity) * static_cast<size_t>(m.cfg.kv_dim()) * dtype_size(m.kv_dtype);
+    m.kcache.resize(bytes);
+    m.vcache.resize(bytes);
+    m.d_pos.resize(sizeof(int32_t) * static_cast<size_t>(batch));
+    m.d_ids.resize(sizeof(int32_t) * static_cast<size_t>(batch));
+    m.attn_work.release();
+    clear();
+}
+
+void CudaDecoder::clear() {
+    Impl& m = *impl_;
+    m.len.assign(static_cast<size_t>(m.batch), 0);
+    m.h_pos.assign(static_cast<size_t>(m.batch), 0);
+    CUDA_CHECK(cudaMemcpyAsync(m.d_pos.get(), m.h_pos.data(), sizeof(int32_t) * m.h_pos.size(), cudaMemcpyHostToDevice,
+                               m.stream));
+    CUDA_CHECK(cudaStreamSynchronize(m.stream));
+}
+
+int64_t CudaDecoder::length(int seq) const { return impl_->len.at(static_cast<size_t>(seq)); }
+
+void CudaDecoder::prefill(int seq, const int32_t* ids, int64_t T, float* logits, bool all_logits) {
+    Impl& m = *impl_;
+    if (seq < 0 || seq >= m.batch) throw_usage_error(format_msg("CUDA decoder: sequence {} of {}", seq, m.batch));
+    if (T <= 0) return;
+    const size_t s = static_cast<size_t>(seq);
+    if (m.len[s] + T > m.capacity)
+        fail_rt("KV cache holds {} positions; {} more do not fit after {}", m.capacity, T, m.len[s]);
+    for (int64_t i = 0; i < T; ++i)
+        if (ids[i] < 0 || ids[i] >= m.cfg.vocab_size) fail_rt("token id {} outside [0, {})", ids[i], m.cfg.vocab_size);
+    const int64_t V = m.cfg.vocab_size;
+    for (int64_t t0 = 0; t0 < T; t0 += kMaxPrefillRows) {
+        const int64_t Tc = std::min(kMaxPrefillRows, T - t0);
+        const bool last = t0 + Tc == T;
+        const int64_t first_out = all_logits ? 0 : Tc - 1;
+        m.ensure_workspace(Tc, Tc - first_out);
+        CUDA_CHECK(cudaMemcpyAsync(m.d_rowids.get(), ids + t0, sizeof(int32_t) * static_cast<size_t>(Tc),
+                                   cudaMemcpyHostToDevice, m.stream));
+        RowPos rows;
+        rows.pos0 = m.len[s];
+        rows.seq0 = seq;
+        m.forward_rows(m.d_rowids.get<int32_t>(), Tc, rows, m.len[s] + Tc, seq, m.len[s], first_out);
+        m.len[s] += Tc;
+        if (logits && (all_logits || last)) {
+            float* dst = all_logits ? logits + t0 * V : logits;
+            CUDA_CHECK(cudaMemcpyAsync(dst, m.logits.get(), sizeof(float) * static_cast<size_t>((Tc - first_out) * V),
+                                       cudaMemcpyDeviceToHost, m.stream));
+        }
+    }
+    m.h_pos[s] = static_cast<int32_t>(m.len[s]);
+    CUDA_CHECK(cudaMemcpyAsync(m.d_pos.get<int32_t>() + seq, &m.h_pos[s], sizeof(int32_t), cudaMemcpyHostToDevice,
+                               m.stream));
+    CUDA_CHECK(cudaStreamSynchronize(m.stream));
+}
+
+void CudaDecoder::decode(const int32_t* ids, float* logits) {
+    Impl& m = *impl_;
+    for (int b = 0; b < m.batch; ++b)
+        if (ids[b] < 0 || ids[b] >= m.cfg.vocab_size) fail_rt("token id {} outside [0, {})", ids[b], m.cfg.vocab_size);
+    CUDA_CHECK(cudaMemcpyAsync(m.d_ids.get(), ids, sizeof(int32_t) * static_cast<size_t>(m.batch),
+                               cudaMemcpyHostToDevice, m.stream));
+    m.decode_step();
+    if (logits)
+        CUDA_CHECK(cudaMemcpyAsync(logits, m.logits.get(), sizeof(float) * static_cast<size_t>(m.batch * m.cfg.vocab_size),
+                                   cudaMemcpyDeviceToHost, m.stream));
+    CUDA_CHECK(cudaStreamSynchronize(m.stream));
+}
+
+void CudaDecoder::decode_greedy(const int32_t* first, int n, int32_t* out) {
+    Impl& m = *impl_;
+    if (n <= 0) return;
+    const size_t need = static_cast<size_t>(n) * static_cast<size_t>(m.batch);
+    if (need > m.h_out_n) {
+        if (m.h_out) CUDA_CHECK(cudaFreeHost(m.h_out));
+        CUDA_CHECK(cudaMallocHost(&m.h_out, need * sizeof(int32_t)));
+        m.h_out_n = need;
+    }
+    CUDA_CHECK(cudaMemcpyAsync(m.d_ids.get(), first, sizeof(int32_t) * static_cast<size_t>(m.batch),
+                               cudaMemcpyHostToDevice, m.stream));
+    for (int i = 0; i < n; ++i) {
+        m.decode_step();
+        CUDA_CHECK(cudaMemcpyAsync(m.h_out + static_cast<size_t>(i) * m.batch, m.d_ids.get(),
+                                   sizeof(int32_t) * static_cast<size_t>(m.batch), cudaMemcpyDeviceToHost, m.stream));
+    }
+    CUDA_CHECK(cudaStreamSynchronize(m.stream));
+    std::memcpy(out, m.h_out, need * sizeof(int32_t));
+}
+
+void CudaDecoder::synchronize() { CUDA_CHECK(cudaStreamSynchronize(impl_->stream)); }
+
+}  // namespace lmscope::cuda

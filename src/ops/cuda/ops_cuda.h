@@ -1,0 +1,160 @@
+// CUDA versions of the inference ops of src/ops/ops.h: `<op>_cuda` beside `<op>_ref` (ops/ref/) and
+// `<op>_cpu` (ops/cpu/), same argument order, every pointer device memory, work enqueued on `stream`
+// (each launch checked). Activations are f32 unless a dtype argument says otherwise; weights stay in
+// their stored dtype (DeviceLinear). Plus the fused ops the CUDA decoder uses:
+//   linear_gemv_cuda   decode GEMV (T <= 8 per weight pass), input transform fused (RMSNorm or
+//                      silu(gate)*up) and the residual add fused into the store
+//   linear_gemm_cuda   cuBLAS GEMM on 16-bit activations for prefill / large batches
+//   qkv_rope_cache_cuda q/k RMSNorm + RoPE (angles from positions on the device) + K/V cache write
+//   attention_decode_cuda  split-K attention over the KV cache (one query row per sequence or token)
+//   attention_prefill_cuda flash-attention tiles on bf16 tensor cores (wmma), never (T, T) in memory
+// Dimension letters: T tokens/rows, S keys, Hq/Hkv heads, D head_dim, I intermediate, V vocab.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "model/weights.h"
+#include "ops/ops.h"
+
+namespace lmscope::cuda {
+
+/** A weight in device memory, stored dtype. */
+struct DeviceTensor {
+    DType dtype = DType::F32;
+    const void* data = nullptr;
+};
+
+/** A linear layer in device memory; `weight` (out, in) in its stored format. */
+struct DeviceLinear {
+    LinearFormat format = LinearFormat::Dense;
+    DType dtype = DType::BF16;    // Dense: F32/F16/BF16
+    const void* weight = nullptr;
+    const float* bias = nullptr;  // (out) f32 or null
+    const void* scale = nullptr;  // Fp8Block / AwqInt4 (second step, see docs/cuda.md)
+    const void* qzeros = nullptr;
+    int64_t in = 0, out = 0;
+};
+
+/** out (T, H) f32 = table[ids]; ids device (T). */
+void embedding_cuda(const int32_t* ids, int64_t T, DeviceTensor table, int64_t H, float* out,
+                    cudaStream_t stream = nullptr);
+
+/** y (R, C) = rms_norm(x) * weight (f32 weight or null), y in `y_dtype` (F32/BF16/F16). y == x allowed for F32. */
+void rms_norm_cuda(const float* x, int64_t R, int64_t C, const float* weight, float eps, void* y,
+                   DType y_dtype = DType::F32, cudaStream_t stream = nullptr);
+
+/** Rotate-half RoPE in place on x (T, H, D) with tables cos/sin (T, D/2), as rope_cpu. */
+void rope_cuda(float* x, int64_t T, int64_t H, int64_t D, const float* cos, const float* sin,
+               cudaStream_t stream = nullptr);
+
+/** out (n) = silu(gate) * up, f32, as silu_mul_cpu. */
+void silu_mul_cuda(const float* gate, const float* up, int64_t n, float* out, cudaStream_t stream = nullptr);
+/** out (T, I) = silu(gu[:, :I]) * gu[:, I:], gu (T, 2I); both in `dtype`. */
+void silu_mul_rows_cuda(const void* gu, int64_t T, int64_t I, void* out, DType dtype, cudaStream_t stream = nullptr);
+
+/** y (R, C) += bias (C); f32. */
+void add_bias_cuda(float* y, int64_t R, int64_t C, const float* bias, cudaStream_t stream = nullptr);
+
+/** Converts n f32 values to `dtype` (F32/BF16/F16). */
+void cast_cuda(const float* x, int64_t n, void* y, DType dtype, cudaStream_t stream = nullptr);
+
+/** out (R) = argmax of each row of x (R, V); ties pick the lowest index (as lmscope::argmax). */
+void argmax_cuda(const float* x, int64_t R, int64_t V, int32_t* out, cudaStream_t stream = nullptr);
+
+/**
+ * Where row r of a batch sits: position pos[r] (pos0 + r when pos is null), sequence seq[r] (when seq
+ * is null: r if seq_is_row, else seq0). Prefill: seq0 and pos0 + t; batched decode: device pos, seq_is_row.
+ */
+struct RowPos {
+    const int32_t* pos = nullptr;
+    const int32_t* seq = nullptr;
+    int64_t pos0 = 0;
+    int64_t seq0 = 0;
+    bool seq_is_row = false;
+};
+
+/** The KV cache of one layer: (sequences, capacity, Hkv, D) in `dtype` (F32/BF16/F16). */
+struct KvView {
+    void* k = nullptr;
+    void* v = nullptr;
+    DType dtype = DType::F32;
+    int64_t capacity = 0;  // positions per sequence
+};
+
+/**
+ * qkv (T, (Hq + 2 Hkv) D) f32 [+ bias] -> q (T, Hq, D) f32 after the optional per-head RMSNorm
+ * (q_norm, k_norm: (D) f32 or null) and RoPE at the row's position (angle = float(pos) * inv_freq,
+ * cos/sin in double, as rope_cos_sin); K (normed, rotated) and V go to the cache at the row's
+ * sequence and position.
+ */
+void qkv_rope_cache_cuda(const float* qkv, const float* bias, int64_t T, int64_t Hq, int64_t Hkv, int64_t D,
+                         const float* q_norm, const float* k_norm, float eps, const float* inv_freq, RowPos rows,
+                         float* q, KvView kv, cudaStream_t stream = nullptr);
+
+/** Causal GQA attention with f32 q/k/v laid out as attention_cpu (k, v (S, Hkv, D)); out (T, Hq, D). */
+void attention_cuda(const float* q, const float* k, const float* v, const AttentionShape& s, float* out,
+                    cudaStream_t stream = nullptr);
+
+/** Split count and workspace floats attention_decode_cuda needs for R rows and keys up to `max_len`. */
+int attention_decode_splits(int64_t R, int64_t Hq, int64_t max_len);
+size_t attention_decode_workspace(int64_t R, int64_t Hq, int64_t D, int64_t max_len);
+
+/**
+ * q (R, Hq, D) f32: row r attends keys 0..pos(r) of sequence seq(r) in the cache; out (R, Hq, D) in
+ * out_dtype. Keys are split into chunks (attention_decode_splits(max_len)), the partial softmax
+ * states combined in a second kernel; `work` has attention_decode_workspace(...) floats. Positions
+ * may live on the device (graph replays read them there). D even, <= 256.
+ */
+void attention_decode_cuda(const float* q, int64_t R, int64_t Hq, int64_t Hkv, int64_t D, float scale,
+                           KvView kv, RowPos rows, int64_t max_len, float* work, void* out, DType out_dtype,
+                           cudaStream_t stream = nullptr);
+
+/** True when attention_prefill_cuda handles this head_dim (64 or 128). */
+bool attention_prefill_supported(int64_t D);
+/**
+ * Flash-attention prefill for sequence `seq`: q (T, Hq, D) f32 for positions pos0..pos0+T-1, keys
+ * 0..pos0+T-1 from the cache; tiles of 64 queries x 64 keys on bf16 tensor cores with f32
+ * accumulation and online softmax. out (T, Hq, D) in out_dtype.
+ */
+void attention_prefill_cuda(const float* q, int64_t T, int64_t pos0, int64_t Hq, int64_t Hkv, int64_t D, float scale,
+                            KvView kv, int seq, void* out, DType out_dtype, cudaStream_t stream = nullptr);
+
+/** How linear_gemv_cuda reads its input rows x (T, x_stride). */
+enum class GemvInput {
+    Plain,    // x
+    RmsNorm,  // rms_norm(x) * norm_weight, over the `in` columns
+    SiluMul,  // silu(x[:, :in]) * x[:, up_offset : up_offset + in]
+};
+struct GemvIn {
+    GemvInput mode = GemvInput::Plain;
+    const float* norm_weight = nullptr;
+    float eps = 1e-6f;
+    int64_t x_stride = 0;   // 0: in
+    int64_t up_offset = 0;  // SiluMul
+};
+
+/**
+ * y (T, out) (+)= f(x) W^T + b, f32 activations, W streamed once per 8 rows with 16-byte loads,
+ * one warp per output row, warp-shuffle reductions. accumulate: y += (the residual add).
+ */
+void linear_gemv_cuda(const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in, float* y,
+                      int64_t y_stride, bool accumulate, cudaStream_t stream = nullptr);
+
+/** Same as linear_cpu: y (T, out) = x (T, in) W^T + b, f32 device buffers (GEMV kernel). */
+void linear_cuda(const float* x, int64_t T, const DeviceLinear& w, float* y, cudaStream_t stream = nullptr);
+
+/**
+ * cuBLAS: y (T, out) = x (T, in) W^T (+ y when accumulate) (+ b); x in the weight's dtype (F32 weights:
+ * f32 x, no TF32), y f32 or (16-bit weights) the weight dtype. f32 accumulation.
+ */
+void linear_gemm_cuda(cublasHandle_t handle, const void* x, int64_t T, const DeviceLinear& w, void* y,
+                      DType y_dtype, bool accumulate, cudaStream_t stream = nullptr);
+
+/** A cuBLAS handle with a fixed workspace (so that its calls can be captured in graphs). */
+cublasHandle_t default_cublas();
+
+}  // namespace lmscope::cuda

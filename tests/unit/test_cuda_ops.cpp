@@ -1,0 +1,382 @@
+// Table-driven CUDA op test: every `<op>_cuda` against its CPU reference `<op>_ref` (ops/ref/), on odd
+// shapes (1, 7, 33, 127, 129, 4097, ...) and each weight / activation dtype, fresh random inputs for
+// every case, outputs poisoned with NaN (0xFF bytes) before each run so an unwritten element fails.
+// Metric: max |cuda - ref| / (1e-6 + max |ref|). Tolerances: f32 arithmetic 2e-5 (order of sums
+// only); a bf16/f16 output or bf16 tensor-core path 2e-2 (8-bit mantissa); exact ops 0.
+// Skips cleanly (GTEST_SKIP) in a build without CUDA or on a machine without a GPU.
+#include <gtest/gtest.h>
+
+#include "cuda/cuda_api.h"
+
+#ifndef LMSCOPE_HAVE_CUDA
+TEST(CudaOps, AllOpsMatchReference) { GTEST_SKIP() << "built without CUDA"; }
+#else
+
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <random>
+
+#include "model/rope_table.h"
+#include "model/sampler.h"
+#include "ops/cuda/ops_cuda.h"
+#include "ops/ops.h"
+
+using namespace lmscope;
+using namespace lmscope::cuda;
+
+namespace {
+
+#define CK(x) ASSERT_EQ((x), cudaSuccess) << #x
+
+constexpr double kF32 = 2e-5, k16 = 2e-2;
+
+std::vector<float> randn(int64_t n, std::mt19937& rng, float scale = 1.0f) {
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+Tensor tensor_of(const std::vector<float>& v, Shape shape, DType dt) { return Tensor::from_f32(std::move(shape), v).to(dt); }
+std::vector<float> rounded(const std::vector<float>& v, DType dt) {
+    return Tensor::from_f32({static_cast<int64_t>(v.size())}, v).to(dt).to_f32_vector();
+}
+
+// A device copy of host data, or a poisoned (NaN bytes) device buffer.
+struct Dev {
+    void* p = nullptr;
+    size_t n = 0;
+    explicit Dev(size_t bytes) : n(bytes) {
+        EXPECT_EQ(cudaMalloc(&p, std::max<size_t>(bytes, 4)), cudaSuccess);
+        EXPECT_EQ(cudaMemset(p, 0xFF, std::max<size_t>(bytes, 4)), cudaSuccess);
+    }
+    Dev(const void* host, size_t bytes) : Dev(bytes) { EXPECT_EQ(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice), cudaSuccess); }
+    template <typename T>
+    explicit Dev(const std::vector<T>& v) : Dev(v.data(), v.size() * sizeof(T)) {}
+    explicit Dev(const Tensor& t) : Dev(t.raw(), t.nbytes()) {}
+    ~Dev() { cudaFree(p); }
+    template <typename T = float>
+    T* get() const { return static_cast<T*>(p); }
+    std::vector<float> f32(int64_t count, DType dt = DType::F32) const {
+        Tensor t = Tensor::empty(dt, {count});
+        EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        EXPECT_EQ(cudaMemcpy(t.raw_mut(), p, t.nbytes(), cudaMemcpyDeviceToHost), cudaSuccess);
+        return t.to_f32_vector();
+    }
+};
+
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+    if (a.size() != b.size()) return INFINITY;
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        if (std::isnan(a[i]) || std::isnan(b[i])) return INFINITY;
+        md = std::max(md, std::abs(double(a[i]) - b[i]));
+        mr = std::max(mr, std::abs(double(b[i])));
+    }
+    return md / (1e-6 + mr);
+}
+
+struct Case {
+    std::string name;
+    double tol;
+    std::function<double(std::mt19937&)> run;  // returns the error
+};
+
+std::vector<Case> make_cases() {
+    std::vector<Case> cs;
+    const DType fdt[] = {DType::F32, DType::BF16, DType::F16};
+    // embedding
+    for (DType dt : fdt)
+        for (int64_t H : {1, 33, 4097})
+            for (int64_t T : {1, 7})
+                cs.push_back({fmt::format("embedding {} H={} T={}", dtype_name(dt), H, T), 0.0, [=](std::mt19937& rng) {
+                                  const int64_t V = 129;
+                                  Tensor table = tensor_of(randn(V * H, rng), {V, H}, dt);
+                                  std::vector<int32_t> ids(static_cast<size_t>(T));
+                                  for (auto& i : ids) i = static_cast<int32_t>(rng() % V);
+                                  std::vector<float> ref(static_cast<size_t>(T * H));
+                                  embedding_ref(ids.data(), T, table, ref.data());
+                                  Dev dt_(table), di(ids), dout(ref.size() * 4);
+                                  embedding_cuda(di.get<int32_t>(), T, {dt, dt_.p}, H, dout.get());
+                                  return max_rel_diff(dout.f32(T * H), ref);
+                              }});
+    // rms_norm, f32 / bf16 out, with and without weight
+    for (DType od : {DType::F32, DType::BF16})
+        for (int64_t C : {1, 7, 127, 129, 4097})
+            for (int64_t R : {1, 33})
+                for (bool wgt : {true, false})
+                    cs.push_back({fmt::format("rms_norm out={} C={} R={} w={}", dtype_name(od), C, R, wgt),
+                                  od == DType::F32 ? kF32 : k16, [=](std::mt19937& rng) {
+                                      auto x = randn(R * C, rng, 3.0f);
+                                      auto w = randn(C, rng);
+                                      Tensor wt = wgt ? tensor_of(w, {C}, DType::F32) : Tensor();
+                                      std::vector<float> ref(x.size());
+                                      rms_norm_ref(x.data(), R, C, wt, 1e-6f, ref.data());
+                                      Dev dx(x), dw(w), dy(x.size() * 4);
+                                      rms_norm_cuda(dx.get(), R, C, wgt ? dw.get() : nullptr, 1e-6f, dy.p, od);
+                                      return max_rel_diff(dy.f32(R * C, od), ref);
+                                  }});
+    // rope
+    for (int64_t D : {2, 32, 128})
+        for (int64_t T : {1, 7})
+            for (int64_t H : {1, 3})
+                cs.push_back({fmt::format("rope D={} T={} H={}", D, T, H), kF32, [=](std::mt19937& rng) {
+                                  auto x = randn(T * H * D, rng);
+                                  RopeConfig rc;
+                                  auto inv = rope_inv_freq(rc, D);
+                                  std::vector<float> c(static_cast<size_t>(T * D / 2)), s(c.size());
+                                  rope_cos_sin(inv, 5, T, c.data(), s.data());
+                                  Dev dx(x), dc(c), ds(s);
+                                  rope_ref(x.data(), T, H, D, c.data(), s.data());
+                                  rope_cuda(dx.get(), T, H, D, dc.get(), ds.get());
+                                  return max_rel_diff(dx.f32(T * H * D), x);
+                              }});
+    // silu_mul (flat, and the (T, 2I) row layout in bf16)
+    for (int64_t n : {1, 7, 4097})
+        cs.push_back({fmt::format("silu_mul n={}", n), kF32, [=](std::mt19937& rng) {
+                          auto g = randn(n, rng, 3.0f), u = randn(n, rng);
+                          std::vector<float> ref(g.size());
+                          silu_mul_ref(g.data(), u.data(), n, ref.data());
+                          Dev dg(g), du(u), dy(g.size() * 4);
+                          silu_mul_cuda(dg.get(), du.get(), n, dy.get());
+                          return max_rel_diff(dy.f32(n), ref);
+                      }});
+    for (int64_t I : {1, 33, 129})
+        cs.push_back({fmt::format("silu_mul_rows bf16 T=7 I={}", I), k16, [=](std::mt19937& rng) {
+                          const int64_t T = 7;
+                          auto gu = rounded(randn(T * 2 * I, rng, 2.0f), DType::BF16);
+                          std::vector<float> ref(static_cast<size_t>(T * I));
+                          for (int64_t t = 0; t < T; ++t)
+                              silu_mul_ref(gu.data() + t * 2 * I, gu.data() + t * 2 * I + I, I, ref.data() + t * I);
+                          Dev dg(tensor_of(gu, {T * 2 * I}, DType::BF16)), dy(ref.size() * 2);
+                          silu_mul_rows_cuda(dg.p, T, I, dy.p, DType::BF16);
+                          return max_rel_diff(dy.f32(T * I, DType::BF16), ref);
+                      }});
+    // linear through the GEMV kernel (same signature as linear_cpu), every weight dtype
+    for (DType dt : fdt)
+        for (int64_t in : {1, 7, 33, 128, 129, 4097})
+            for (int64_t out : {1, 7, 129})
+                for (int64_t T : {1, 2, 3, 9}) {
+                    if (in == 4097 && T == 9 && out == 129) continue;
+                    cs.push_back({fmt::format("linear {} in={} out={} T={}", dtype_name(dt), in, out, T), kF32,
+                                  [=](std::mt19937& rng) {
+                                      auto x = randn(T * in, rng);
+                                      Linear w = Linear::dense("w", tensor_of(randn(out * in, rng, 0.1f), {out, in}, dt),
+                                                               out % 2 ? tensor_of(randn(out, rng), {out}, DType::F32) : Tensor());
+                                      std::vector<float> ref(static_cast<size_t>(T * out));
+                                      linear_ref(x.data(), T, w, ref.data());
+                                      Dev dx(x), dw(w.weight), db(w.bias.defined() ? w.bias : Tensor::zeros(DType::F32, {1})),
+                                          dy(ref.size() * 4);
+                                      DeviceLinear dl{LinearFormat::Dense, dt, dw.p, w.bias.defined() ? db.get() : nullptr,
+                                                      nullptr, nullptr, in, out};
+                                      linear_cuda(dx.get(), T, dl, dy.get());
+                                      return max_rel_diff(dy.f32(T * out), ref);
+                                  }});
+                }
+    // GEMV with fused input transforms and the residual add
+    for (int mode = 0; mode < 2; ++mode)
+        for (int64_t in : {7, 1024, 4097})
+            for (int64_t T : {1, 4, 8}) {
+                cs.push_back({fmt::format("linear_gemv {} bf16 in={} T={} +residual", mode ? "silu_mul" : "rms_norm", in, T),
+                              kF32, [=](std::mt19937& rng) {
+                                  const int64_t out = 33;
+                                  const int64_t xs = mode ? 2 * in : in;
+                                  auto x = randn(T * xs, rng, 2.0f), nw = randn(in, rng), r = randn(T * out, rng);
+                                  std::vector<float> xin(static_cast<size_t>(T * in));
+                                  for (int64_t t = 0; t < T; ++t) {
+                                      if (mode) silu_mul_ref(x.data() + t * xs, x.data() + t * xs + in, in, xin.data() + t * in);
+                                      else rms_norm_ref(x.data() + t * xs, 1, in, tensor_of(nw, {in}, DType::F32), 1e-6f, xin.data() + t * in);
+                                  }
+                                  Linear w = Linear::dense("w", tensor_of(randn(out * in, rng, 0.1f), {out, in}, DType::BF16));
+                                  std::vector<float> ref(static_cast<size_t>(T * out));
+                                  linear_ref(xin.data(), T, w, ref.data());
+                                  for (size_t i = 0; i < ref.size(); ++i) ref[i] += r[i];
+                                  Dev dx(x), dn(nw), dw(w.weight), dy(r);
+                                  DeviceLinear dl{LinearFormat::Dense, DType::BF16, dw.p, nullptr, nullptr, nullptr, in, out};
+                                  GemvIn gi{mode ? GemvInput::SiluMul : GemvInput::RmsNorm, mode ? nullptr : dn.get(), 1e-6f, xs, in};
+                                  linear_gemv_cuda(dx.get(), T, dl, gi, dy.get(), out, true);
+                                  return max_rel_diff(dy.f32(T * out), ref);
+                              }});
+            }
+    // cuBLAS GEMM on 16-bit activations (the reference gets the same rounded activations)
+    for (DType dt : {DType::BF16, DType::F16, DType::F32})
+        for (DType od : {DType::F32, DType::BF16})
+            for (int64_t T : {9, 33, 129})
+                for (int64_t out : {7, 129}) {
+                    if (dt == DType::F32 && od != DType::F32) continue;
+                    if (dt == DType::F16 && od == DType::BF16) continue;
+                    cs.push_back({fmt::format("linear_gemm w={} y={} T={} out={}", dtype_name(dt), dtype_name(od), T, out),
+                                  od == DType::F32 ? 1e-4 : k16, [=](std::mt19937& rng) {
+                                      const int64_t in = 64;
+                                      auto x = rounded(randn(T * in, rng), dt);
+                                      Linear w = Linear::dense("w", tensor_of(randn(out * in, rng, 0.1f), {out, in}, dt));
+                                      std::vector<float> ref(static_cast<size_t>(T * out));
+                                      linear_ref(x.data(), T, w, ref.data());
+                                      Dev dx(tensor_of(x, {T * in}, dt)), dw(w.weight), dy(ref.size() * 4);
+                                      DeviceLinear dl{LinearFormat::Dense, dt, dw.p, nullptr, nullptr, nullptr, in, out};
+                                      linear_gemm_cuda(default_cublas(), dx.p, T, dl, dy.p, od, false, nullptr);
+                                      return max_rel_diff(dy.f32(T * out, od), ref);
+                                  }});
+                }
+    // attention, f32, CPU signature (split-K decode kernel, one row per query)
+    for (int64_t D : {16, 48, 64, 128})
+        for (int64_t T : {1, 7, 33})
+            for (int64_t pos0 : {0, 5, 127})
+                for (auto [Hq, Hkv] : {std::pair<int64_t, int64_t>{2, 1}, {4, 2}, {3, 3}})
+                    cs.push_back({fmt::format("attention f32 D={} T={} pos0={} Hq={} Hkv={}", D, T, pos0, Hq, Hkv), kF32,
+                                  [=](std::mt19937& rng) {
+                                      const int64_t S = pos0 + T;
+                                      auto q = randn(T * Hq * D, rng), k = randn(S * Hkv * D, rng), v = randn(S * Hkv * D, rng);
+                                      const AttentionShape as{T, pos0, Hq, Hkv, D, 1.0f / std::sqrt(float(D))};
+                                      std::vector<float> ref(q.size());
+                                      attention_ref(q.data(), k.data(), v.data(), as, ref.data());
+                                      Dev dq(q), dk(k), dv(v), dy(q.size() * 4);
+                                      attention_cuda(dq.get(), dk.get(), dv.get(), as, dy.get());
+                                      return max_rel_diff(dy.f32(T * Hq * D), ref);
+                                  }});
+    // flash prefill (bf16 tensor cores) over an f32 or bf16 cache
+    for (DType kd : {DType::BF16, DType::F32})
+        for (int64_t D : {64, 128})
+            for (int64_t T : {1, 7, 65, 129})
+                for (int64_t pos0 : {0, 33})
+                    cs.push_back({fmt::format("attention_prefill kv={} D={} T={} pos0={} Hq=4 Hkv=2", dtype_name(kd), D, T, pos0),
+                                  k16, [=](std::mt19937& rng) {
+                                      const int64_t Hq = 4, Hkv = 2, S = pos0 + T, cap = S + 3;
+                                      auto q = randn(T * Hq * D, rng), k = rounded(randn(cap * Hkv * D, rng), kd),
+                                           v = rounded(randn(cap * Hkv * D, rng), kd);
+                                      const AttentionShape as{T, pos0, Hq, Hkv, D, 1.0f / std::sqrt(float(D))};
+                                      std::vector<float> ref(q.size());
+                                      attention_ref(q.data(), k.data(), v.data(), as, ref.data());
+                                      Dev dq(q), dk(tensor_of(k, {cap * Hkv * D}, kd)), dv(tensor_of(v, {cap * Hkv * D}, kd)),
+                                          dy(q.size() * 4);
+                                      attention_prefill_cuda(dq.get(), T, pos0, Hq, Hkv, D, as.scale, {dk.p, dv.p, kd, cap}, 0,
+                                                             dy.p, DType::F32);
+                                      return max_rel_diff(dy.f32(T * Hq * D), ref);
+                                  }});
+    // batched decode rows: sequence b at its own position read on the device, bf16 cache, bf16 out
+    for (int64_t D : {64, 128})
+        for (int64_t cap : {9, 700})
+            cs.push_back({fmt::format("attention_decode batched bf16 D={} capacity={}", D, cap), k16, [=](std::mt19937& rng) {
+                              const int64_t B = 3, Hq = 8, Hkv = 2;
+                              auto q = randn(B * Hq * D, rng), k = rounded(randn(B * cap * Hkv * D, rng), DType::BF16),
+                                   v = rounded(randn(B * cap * Hkv * D, rng), DType::BF16);
+                              std::vector<int32_t> pos = {0, static_cast<int32_t>(cap / 2), static_cast<int32_t>(cap - 1)};
+                              std::vector<float> ref(q.size());
+                              const float scale = 1.0f / std::sqrt(float(D));
+                              for (int64_t b = 0; b < B; ++b) {
+                                  const AttentionShape as{1, pos[b], Hq, Hkv, D, scale};
+                                  attention_ref(q.data() + b * Hq * D, k.data() + b * cap * Hkv * D, v.data() + b * cap * Hkv * D,
+                                                as, ref.data() + b * Hq * D);
+                              }
+                              Dev dq(q), dk(tensor_of(k, {B * cap * Hkv * D}, DType::BF16)),
+                                  dv(tensor_of(v, {B * cap * Hkv * D}, DType::BF16)), dp(pos), dy(q.size() * 2),
+                                  dw(attention_decode_workspace(B, Hq, D, cap) * 4);
+                              RowPos rows;
+                              rows.pos = dp.get<int32_t>();
+                              rows.seq_is_row = true;
+                              attention_decode_cuda(dq.get(), B, Hq, Hkv, D, scale, {dk.p, dv.p, DType::BF16, cap}, rows, cap,
+                                                    dw.get(), dy.p, DType::BF16);
+                              return max_rel_diff(dy.f32(B * Hq * D, DType::BF16), ref);
+                          }});
+    // q/k norm + RoPE + cache write vs rms_norm_ref + rope_ref
+    for (int64_t D : {32, 64, 128})
+        for (int64_t T : {1, 7})
+            for (bool norm : {true, false})
+                for (bool bias : {false, true})
+                    cs.push_back({fmt::format("qkv_rope_cache D={} T={} qk_norm={} bias={}", D, T, norm, bias), kF32,
+                                  [=](std::mt19937& rng) {
+                                      const int64_t Hq = 4, Hkv = 2, W = (Hq + 2 * Hkv) * D, pos0 = 3, cap = pos0 + T + 2;
+                                      auto qkv = randn(T * W, rng), b = randn(W, rng), qn = randn(D, rng), kn = randn(D, rng);
+                                      RopeConfig rc;
+                                      rc.theta = 1e6;
+                                      auto inv = rope_inv_freq(rc, D);
+                                      std::vector<float> c(static_cast<size_t>(T * D / 2)), s(c.size());
+                                      rope_cos_sin(inv, pos0, T, c.data(), s.data());
+                                      std::vector<float> q(static_cast<size_t>(T * Hq * D)), k(static_cast<size_t>(T * Hkv * D)), v(k.size());
+                                      for (int64_t t = 0; t < T; ++t)
+                                          for (int64_t j = 0; j < W; ++j) {
+                                              const float val = qkv[t * W + j] + (bias ? b[j] : 0.0f);
+                                              if (j < Hq * D) q[t * Hq * D + j] = val;
+                                              else if (j < (Hq + Hkv) * D) k[t * Hkv * D + j - Hq * D] = val;
+                                              else v[t * Hkv * D + j - (Hq + Hkv) * D] = val;
+                                          }
+                                      if (norm) {
+                                          rms_norm_ref(q.data(), T * Hq, D, tensor_of(qn, {D}, DType::F32), 1e-6f, q.data());
+                                          rms_norm_ref(k.data(), T * Hkv, D, tensor_of(kn, {D}, DType::F32), 1e-6f, k.data());
+                                      }
+                                      rope_ref(q.data(), T, Hq, D, c.data(), s.data());
+                                      rope_ref(k.data(), T, Hkv, D, c.data(), s.data());
+                                      Dev dqkv(qkv), db(b), dqn(qn), dkn(kn), dinv(inv), dq(q.size() * 4),
+                                          dk(cap * Hkv * D * 4), dv(cap * Hkv * D * 4);
+                                      RowPos rows;
+                                      rows.pos0 = pos0;
+                                      qkv_rope_cache_cuda(dqkv.get(), bias ? db.get() : nullptr, T, Hq, Hkv, D,
+                                                          norm ? dqn.get() : nullptr, norm ? dkn.get() : nullptr, 1e-6f,
+                                                          dinv.get(), rows, dq.get(), {dk.p, dv.p, DType::F32, cap});
+                                      auto kc = dk.f32(cap * Hkv * D), vc = dv.f32(cap * Hkv * D);
+                                      std::vector<float> kw(kc.begin() + pos0 * Hkv * D, kc.begin() + (pos0 + T) * Hkv * D);
+                                      std::vector<float> vw(vc.begin() + pos0 * Hkv * D, vc.begin() + (pos0 + T) * Hkv * D);
+                                      return std::max({max_rel_diff(dq.f32(T * Hq * D), q), max_rel_diff(kw, k), max_rel_diff(vw, v)});
+                                  }});
+    // argmax and casts: exact
+    for (int64_t V : {1, 7, 4097, 151936})
+        cs.push_back({fmt::format("argmax V={} R=3", V), 0.0, [=](std::mt19937& rng) {
+                          const int64_t R = 3;
+                          auto x = randn(R * V, rng);
+                          if (V > 8) x[static_cast<size_t>(V + 5)] = x[static_cast<size_t>(V + 6)] = 100.0f;  // tie: lowest wins
+                          Dev dx(x), di(R * 4);
+                          argmax_cuda(dx.get(), R, V, di.get<int32_t>());
+                          std::vector<int32_t> got(R);
+                          EXPECT_EQ(cudaMemcpy(got.data(), di.p, R * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+                          for (int64_t r = 0; r < R; ++r)
+                              if (got[r] != argmax(x.data() + r * V, V)) return 1.0;
+                          return 0.0;
+                      }});
+    for (DType dt : {DType::BF16, DType::F16})
+        for (int64_t n : {1, 7, 4097})
+            cs.push_back({fmt::format("cast {} n={}", dtype_name(dt), n), 0.0, [=](std::mt19937& rng) {
+                              auto x = randn(n, rng, 10.0f);
+                              Dev dx(x), dy(n * 2);
+                              cast_cuda(dx.get(), n, dy.p, dt);
+                              return max_rel_diff(dy.f32(n, dt), rounded(x, dt));
+                          }});
+    return cs;
+}
+
+}  // namespace
+
+TEST(CudaOps, AllOpsMatchReference) {
+    if (device_count() == 0) GTEST_SKIP() << "no CUDA device";
+    std::mt19937 rng(20261117);
+    int n = 0, bad = 0;
+    std::map<std::string, double> worst;  // op -> worst error
+    // LMSCOPE_CUDA_TEST_STRIDE=k runs every k-th case (for slow runs such as compute-sanitizer)
+    const char* st = std::getenv("LMSCOPE_CUDA_TEST_STRIDE");
+    const size_t stride = st ? std::max(1, std::atoi(st)) : 1;
+    const std::vector<Case> cases = make_cases();
+    for (size_t i = 0; i < cases.size(); i += stride) {
+        const Case& c = cases[i];
+        double e = INFINITY;
+        try {
+            e = c.run(rng);
+        } catch (const std::exception& ex) {
+            ADD_FAILURE() << c.name << ": threw " << ex.what();
+        }
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << c.name;
+        const std::string op = c.name.substr(0, c.name.find(' '));
+        worst[op] = std::max(worst[op], e);
+        ++n;
+        if (!(e <= c.tol)) {
+            ++bad;
+            ADD_FAILURE() << c.name << ": error " << e << " > tolerance " << c.tol;
+        }
+    }
+    for (auto& [op, e] : worst) fmt::print("  cuda op {:<20} worst error {:.3g}\n", op, e);
+    fmt::print("  {} cases, {} failed\n", n, bad);
+}
+
+#endif  // LMSCOPE_HAVE_CUDA
