@@ -1,7 +1,8 @@
 # make run   : install what is missing, build (Release), run the default job
 # make test  : same set-up, then the whole suite: unit + golden tests, the ASan+UBSan build's tests,
 #              and each libFuzzer target for a bounded time
-# make build / make asan / make fuzz / make clean for the pieces.
+# make build / make asan / make fuzz / make clean for the pieces. The Release build compiles the CUDA
+# backend when nvcc is found (no GPU needed); the sanitizer and fuzzer builds are CPU-only.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
@@ -30,13 +31,13 @@ unit: build assets
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 asan: deps assets
-	@test -f $(ASAN_BUILD)/CMakeCache.txt || cmake -S . -B $(ASAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMSCOPE_SANITIZE=ON
-	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	@test -f $(ASAN_BUILD)/CMakeCache.txt || cmake -S . -B $(ASAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMSCOPE_SANITIZE=ON -DLMSCOPE_CUDA=OFF
+	cmake --build $(ASAN_BUILD) -j $(JOBS) --target lmscope lmscope_tests
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
 
 fuzz: deps
-	@test -f $(FUZZ_BUILD)/CMakeCache.txt || CXX=clang++ cmake -S . -B $(FUZZ_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMSCOPE_FUZZ=ON -DLMSCOPE_TESTS=OFF
-	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@test -f $(FUZZ_BUILD)/CMakeCache.txt || CXX=clang++ cmake -S . -B $(FUZZ_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMSCOPE_FUZZ=ON -DLMSCOPE_TESTS=OFF -DLMSCOPE_CUDA=OFF
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_safetensors fuzz_config
 	@bash tools/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 test: unit asan fuzz
