@@ -52,7 +52,7 @@ nlohmann::json to_json(const InspectReport& r) {
                 {{"module", q.module}, {"storage", q.storage}, {"count", q.count}, {"total", q.total}});
     }
     j["findings"] = json::array();
-    for (const Finding& f : r.findings)
+    for (const InspectFinding& f : r.findings)
         j["findings"].push_back({{"severity", f.severity}, {"rule", f.rule}, {"tensor", f.tensor},
                                  {"message", f.message}});
     return j;
@@ -86,7 +86,7 @@ void print_text(const InspectReport& r, bool quiet) {
             fmt::print("  {:<{}}  {}  ({}/{})\n", q.module, mw, q.storage, q.count, q.total);
     }
     if (!r.findings.empty()) fmt::print("\nfindings:\n");
-    for (const Finding& f : r.findings) {
+    for (const InspectFinding& f : r.findings) {
         fmt::text_style st = f.severity == "error"     ? fmt::fg(fmt::terminal_color::bright_red)
                              : f.severity == "warning" ? fmt::fg(fmt::terminal_color::yellow)
                                                        : fmt::fg(fmt::terminal_color::cyan);

@@ -3,12 +3,12 @@
 // on one line (or a JSON array with --json); --decode turns ids back into text. No BOS/EOS is
 // added: the ids are what tokenizers' encode(text, add_special_tokens=False) gives.
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <iostream>
 #include <iterator>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -69,14 +69,17 @@ void run_tokenize(const TokenizeArgs& a, const CLI::App& sub) {
 
 void register_tokenize(CLI::App& app) {
     auto a = std::make_shared<TokenizeArgs>();
-    CLI::App* sub = app.add_subcommand("tokenize", "Token ids of a text (Hugging Face tokenizer.json), or text of ids");
-    sub->add_option("--tokenizer", a->tokenizer, "tokenizer.json, or a model folder that holds one")->required();
+    CLI::App* sub =
+        app.add_subcommand("tokenize", "Token ids of a text (Hugging Face tokenizer.json), or text of ids");
+    sub->add_option("--tokenizer", a->tokenizer, "tokenizer.json, or a model folder that holds one")
+        ->required();
     sub->add_option("--text", a->text, "Text to encode");
     sub->add_option("--text-file", a->text_file, "File whose bytes are encoded ('-': standard input)");
     sub->add_option("--decode", a->decode, "Ids to decode instead (\"1,2,3\" or \"1 2 3\")");
     sub->add_flag("--json", a->json, "Print a JSON array of ids (a JSON string with --decode)");
-    sub->add_flag("--no-special", a->no_special,
-                  "Encode added tokens such as <|im_start|> as plain text; with --decode, drop special tokens");
+    sub->add_flag(
+        "--no-special", a->no_special,
+        "Encode added tokens such as <|im_start|> as plain text; with --decode, drop special tokens");
     sub->callback([a, sub]() { run_tokenize(*a, *sub); });
 }
 

@@ -16,7 +16,7 @@ namespace lmscope {
 namespace fs = std::filesystem;
 
 bool InspectReport::has_errors() const {
-    return std::any_of(findings.begin(), findings.end(), [](const Finding& f) { return f.severity == "error"; });
+    return std::any_of(findings.begin(), findings.end(), [](const InspectFinding& f) { return f.severity == "error"; });
 }
 
 std::string tensor_component(const std::string& name) {

@@ -12,7 +12,7 @@
 
 namespace lmscope {
 
-struct Finding {
+struct InspectFinding {
     std::string severity;  // "error" | "warning" | "info"
     std::string rule;      // stable id, e.g. "shape-mismatch"
     std::string tensor;    // tensor or field concerned ("" when global)
@@ -40,7 +40,7 @@ struct InspectReport {
     std::map<std::string, ComponentCount> components;  // embedding, attention, mlp, norms, head, other
     int64_t total_params = 0;
     uint64_t total_bytes = 0;
-    std::vector<Finding> findings;
+    std::vector<InspectFinding> findings;
     std::string quant_summary;                 // "" for a plain dense checkpoint
     std::vector<QuantLayoutRow> quant_layout;  // per module kind, when quantized or quant-configured
     bool has_errors() const;

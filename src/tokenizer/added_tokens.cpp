@@ -24,7 +24,8 @@ bool is_white_space(uint32_t cp) {
 // Rust regex \w (Unicode 16): Alphabetic, marks, decimal digits, connector punctuation, join
 // controls. Letters and digits come from the pinned tables; Alphabetic adds Nl and a few symbols.
 bool is_word_char(uint32_t cp) {
-    if (cp < 0x80) return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || cp == '_';
+    if (cp < 0x80)
+        return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || cp == '_';
     if (is_letter(cp) || is_decimal(cp)) return true;
     if (cp == 0x200C || cp == 0x200D || (cp >= 0x24B6 && cp <= 0x24E9) || (cp >= 0x1F130 && cp <= 0x1F149) ||
         (cp >= 0x1F150 && cp <= 0x1F169) || (cp >= 0x1F170 && cp <= 0x1F189))
@@ -34,8 +35,10 @@ bool is_word_char(uint32_t cp) {
         case UTF8PROC_CATEGORY_MC:
         case UTF8PROC_CATEGORY_ME:
         case UTF8PROC_CATEGORY_NL:
-        case UTF8PROC_CATEGORY_PC: return true;
-        default: return false;
+        case UTF8PROC_CATEGORY_PC:
+            return true;
+        default:
+            return false;
     }
 }
 
@@ -98,7 +101,8 @@ AddedVocab AddedVocab::from_json(const Json* j, const BpeModel& model, const Nor
         AddedToken t;
         t.content = string_field(e, "content", label, path);
         const Json& idj = need_field(e, "id", label, path);
-        if (!idj.is_number_integer()) fail("{}: {}.id: expected an integer, found {}", label, path, json_kind(idj));
+        if (!idj.is_number_integer())
+            fail("{}: {}.id: expected an integer, found {}", label, path, json_kind(idj));
         t.single_word = bool_field(e, "single_word", false, label, path);
         t.lstrip = bool_field(e, "lstrip", false, label, path);
         t.rstrip = bool_field(e, "rstrip", false, label, path);
@@ -163,7 +167,7 @@ int32_t AddedVocab::max_id() const {
     return m;
 }
 
-void AddedVocab::split(std::string_view text, bool normalized_set, bool skip_special, std::vector<Segment>& out) const {
+void AddedVocab::split(std::string_view text, bool normalized_set, std::vector<Segment>& out) const {
     const Matcher& m = normalized_set ? normalized_ : raw_;
     if (m.patterns.empty()) {
         if (!text.empty()) out.push_back({0, text.size(), -1});
@@ -187,7 +191,6 @@ void AddedVocab::split(std::string_view text, bool normalized_set, bool skip_spe
         size_t start = hit_at, stop = hit_at + m.patterns[hit].size();
         pos = stop;  // like aho-corasick's iterator, a skipped match still consumes its text
         const AddedToken& t = tokens_[m.token_index[hit]];
-        if (skip_special && t.special) continue;
         if (t.single_word) {
             const bool start_ok = start == 0 || !is_word_char(code_point_before(text, start));
             const bool stop_ok = stop == text.size() || !is_word_char(code_point_at(text, stop));

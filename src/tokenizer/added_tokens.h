@@ -39,11 +39,8 @@ public:
     static AddedVocab from_json(const Json* j, const BpeModel& model, const Normalizer& normalizer,
                                 const std::string& label);
 
-    /**
-     * Splits `text` on the added tokens of one set (the normalized ones or the others); special
-     * tokens are not matched when skip_special (tokenizers' encode_special_tokens).
-     */
-    void split(std::string_view text, bool normalized_set, bool skip_special, std::vector<Segment>& out) const;
+    /** Splits `text` on the added tokens of one set (the normalized ones or the others). */
+    void split(std::string_view text, bool normalized_set, std::vector<Segment>& out) const;
 
     const AddedToken* by_id(int32_t id) const;
     const AddedToken* by_content(std::string_view content) const;

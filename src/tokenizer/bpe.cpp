@@ -33,7 +33,8 @@ void PairTable::insert(int32_t a, int32_t b, Merge m) {
         std::vector<Merge> old_vals = std::move(vals_);
         reserve(std::max<size_t>(16, old_keys.size()));
         for (size_t i = 0; i < old_keys.size(); ++i) {
-            if (old_keys[i] != ~0ull) insert(int32_t(old_keys[i] >> 32), int32_t(uint32_t(old_keys[i])), old_vals[i]);
+            if (old_keys[i] != ~0ull)
+                insert(int32_t(old_keys[i] >> 32), int32_t(uint32_t(old_keys[i])), old_vals[i]);
         }
     }
     const uint64_t k = key(a, b);
@@ -170,9 +171,10 @@ void BpeModel::merge_word(std::string_view bytes, std::vector<int32_t>& out) con
     std::vector<Cand> heap_storage;
     heap_storage.reserve(syms.size());
     std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap(std::greater<Cand>{},
-                                                                           std::move(heap_storage));
+                                                                          std::move(heap_storage));
     for (size_t i = 0; i + 1 < syms.size(); ++i) {
-        if (const auto* m = merges_.find(syms[i].id, syms[i + 1].id)) heap.push(Cand{m->rank, int32_t(i), m->id});
+        if (const auto* m = merges_.find(syms[i].id, syms[i + 1].id))
+            heap.push(Cand{m->rank, int32_t(i), m->id});
     }
     while (!heap.empty()) {
         const Cand top = heap.top();
@@ -215,10 +217,12 @@ std::pair<std::string, std::string> parse_merge(const Json& m, size_t i, const s
     if (m.is_string()) {
         const auto& s = m.get_ref<const std::string&>();
         const size_t sp = s.find(' ');
-        if (sp == std::string::npos) fail("{}: model.merges[{}]: expected \"a b\", found {}", label, i, json_quote(s));
+        if (sp == std::string::npos)
+            fail("{}: model.merges[{}]: expected \"a b\", found {}", label, i, json_quote(s));
         return {s.substr(0, sp), s.substr(sp + 1)};
     }
-    fail("{}: model.merges[{}]: expected an array of two strings or a string, found {}", label, i, json_kind(m));
+    fail("{}: model.merges[{}]: expected an array of two strings or a string, found {}", label, i,
+         json_kind(m));
 }
 
 }  // namespace
@@ -248,10 +252,12 @@ BpeModel BpeModel::from_json(const Json& model, const std::string& label) {
     bpe.vocab_.reserve(vocab.size());
     int64_t max_id = -1;
     for (const auto& [tok, idj] : vocab.items()) {
-        if (!idj.is_number_integer()) fail("{}: model.vocab[{}]: expected an integer id, found {}", label, json_quote(tok),
+        if (!idj.is_number_integer())
+            fail("{}: model.vocab[{}]: expected an integer id, found {}", label, json_quote(tok),
                  json_kind(idj));
         const auto id = idj.get<int64_t>();
-        if (id < 0 || id >= kMaxId) fail("{}: model.vocab[{}]: id {} is out of range", label, json_quote(tok), id);
+        if (id < 0 || id >= kMaxId)
+            fail("{}: model.vocab[{}]: id {} is out of range", label, json_quote(tok), id);
         bpe.vocab_.insert_or_assign(tok, int32_t(id));
         max_id = std::max(max_id, id);
     }
@@ -263,9 +269,11 @@ BpeModel BpeModel::from_json(const Json& model, const std::string& label) {
     }
 
     if (const Json* unk = find_field(model, "unk_token")) {
-        if (!unk->is_string()) fail("{}: model.unk_token: expected a string, found {}", label, json_kind(*unk));
+        if (!unk->is_string())
+            fail("{}: model.unk_token: expected a string, found {}", label, json_kind(*unk));
         auto id = bpe.token_to_id(unk->get<std::string>());
-        if (!id) fail("{}: model.unk_token: {} is not in model.vocab", label, json_quote(unk->get<std::string>()));
+        if (!id)
+            fail("{}: model.unk_token: {} is not in model.vocab", label, json_quote(unk->get<std::string>()));
         bpe.unk_id_ = *id;
     }
 
@@ -301,7 +309,8 @@ BpeModel BpeModel::from_json(const Json& model, const std::string& label) {
         if (!ib) fail("{}: model.merges[{}]: token {} is not in model.vocab", label, i, json_quote(b));
         joined.assign(a).append(b);
         auto im = bpe.token_to_id(joined);
-        if (!im) fail("{}: model.merges[{}]: merged token {} is not in model.vocab", label, i, json_quote(joined));
+        if (!im)
+            fail("{}: model.merges[{}]: merged token {} is not in model.vocab", label, i, json_quote(joined));
         bpe.merges_.insert(*ia, *ib, PairTable::Merge{int32_t(i), *im});
     }
     return bpe;

@@ -12,7 +12,8 @@ ByteLevelTable build_table() {
     t.cp_to_byte.fill(-1);
     uint32_t next = 256;
     for (uint32_t b = 0; b < 256; ++b) {
-        const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        const bool printable =
+            (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
         const uint32_t cp = printable ? b : next++;
         t.byte_to_cp[b] = uint16_t(cp);
         t.cp_to_byte[cp] = int16_t(b);

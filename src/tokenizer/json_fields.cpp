@@ -7,15 +7,23 @@ namespace lmscope::tok {
 
 std::string json_kind(const Json& j) {
     switch (j.type()) {
-        case Json::value_t::null: return "null";
-        case Json::value_t::object: return "an object";
-        case Json::value_t::array: return "an array";
-        case Json::value_t::string: return "a string";
-        case Json::value_t::boolean: return "a boolean";
+        case Json::value_t::null:
+            return "null";
+        case Json::value_t::object:
+            return "an object";
+        case Json::value_t::array:
+            return "an array";
+        case Json::value_t::string:
+            return "a string";
+        case Json::value_t::boolean:
+            return "a boolean";
         case Json::value_t::number_integer:
-        case Json::value_t::number_unsigned: return "an integer";
-        case Json::value_t::number_float: return "a number";
-        default: return "an unexpected value";
+        case Json::value_t::number_unsigned:
+            return "an integer";
+        case Json::value_t::number_float:
+            return "a number";
+        default:
+            return "an unexpected value";
     }
 }
 
@@ -50,7 +58,8 @@ bool bool_field(const Json& obj, const char* key, bool fallback, const std::stri
     return f->get<bool>();
 }
 
-std::string string_field(const Json& obj, const char* key, const std::string& label, const std::string& path) {
+std::string string_field(const Json& obj, const char* key, const std::string& label,
+                         const std::string& path) {
     const Json& f = need_field(obj, key, label, path);
     if (!f.is_string()) fail("{}: {}.{}: expected a string, found {}", label, path, key, json_kind(f));
     return f.get<std::string>();

@@ -17,7 +17,8 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer Tokenizer::load(const std::string& path) {
     std::error_code ec;
     std::string file = path;
-    if (std::filesystem::is_directory(path, ec)) file = (std::filesystem::path(path) / "tokenizer.json").string();
+    if (std::filesystem::is_directory(path, ec))
+        file = (std::filesystem::path(path) / "tokenizer.json").string();
     return from_json(read_file(file), file);
 }
 
@@ -28,7 +29,8 @@ Tokenizer Tokenizer::from_json(const std::string& json_text, const std::string& 
     } catch (const tok::Json::exception& e) {
         fail("{}: not valid JSON: {}", label, e.what());
     }
-    if (!root.is_object()) fail("{}: expected a JSON object at the top level, found {}", label, tok::json_kind(root));
+    if (!root.is_object())
+        fail("{}: expected a JSON object at the top level, found {}", label, tok::json_kind(root));
 
     auto impl = std::make_unique<Impl>();
     impl->label = label;
@@ -41,7 +43,8 @@ Tokenizer Tokenizer::from_json(const std::string& json_text, const std::string& 
         if (const tok::Json* dec = tok::find_field(root, "decoder")) {
             tok::need_object(*dec, label, "decoder");
             const std::string type = tok::string_field(*dec, "type", label, "decoder");
-            if (type != "ByteLevel") fail("{}: decoder.type: {} is not supported (only ByteLevel)", label, tok::json_quote(type));
+            if (type != "ByteLevel")
+                fail("{}: decoder.type: {} is not supported (only ByteLevel)", label, tok::json_quote(type));
         } else {
             impl->byte_level_decoder = false;
         }

@@ -4,8 +4,8 @@
 
 #include <utf8proc.h>
 
-#include <cstdlib>
-#include <memory>
+#include <algorithm>
+#include <vector>
 
 #include "core/error.h"
 #include "tokenizer/unicode_tables.h"
@@ -22,7 +22,8 @@ bool is_ascii(std::string_view s) {
     return true;
 }
 
-void parse_into(const Json& j, const std::string& label, const std::string& path, std::vector<NormalForm>& out) {
+void parse_into(const Json& j, const std::string& label, const std::string& path,
+                std::vector<NormalForm>& out) {
     need_object(j, label, path);
     const std::string type = string_field(j, "type", label, path);
     if (type == "NFC") {
@@ -62,22 +63,52 @@ std::string Normalizer::apply(std::string_view text) const {
 
 namespace {
 
+int combining_class(utf8proc_int32_t cp) { return utf8proc_get_property(cp)->combining_class; }
+
+// Decompose code point by code point, put each run of combining marks in canonical order with a
+// stable sort, then compose. utf8proc_map would do the same, but its ordering is a bubble sort:
+// quadratic on a long run of marks, which any input can contain.
 std::string utf8proc_normalize(std::string_view text, NormalForm form) {
     if (text.empty()) return {};
-    int opts = UTF8PROC_STABLE;
-    switch (form) {
-        case NormalForm::NFC: opts |= UTF8PROC_COMPOSE; break;
-        case NormalForm::NFD: opts |= UTF8PROC_DECOMPOSE; break;
-        case NormalForm::NFKC: opts |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT; break;
-        case NormalForm::NFKD: opts |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
+    const bool compose = form == NormalForm::NFC || form == NormalForm::NFKC;
+    const bool compat = form == NormalForm::NFKC || form == NormalForm::NFKD;
+    const auto decompose_opts =
+        utf8proc_option_t(UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | (compat ? UTF8PROC_COMPAT : 0));
+    std::vector<utf8proc_int32_t> cps;
+    cps.reserve(text.size() + 8);
+    utf8proc_int32_t one[32];  // the longest decomposition (U+FDFA, NFKD) has 18 code points
+    int bound = 0;
+    for (size_t i = 0; i < text.size();) {
+        const auto cp = utf8proc_int32_t(next_code_point(text, i));
+        const utf8proc_ssize_t n = utf8proc_decompose_char(cp, one, 32, decompose_opts, &bound);
+        if (n < 0 || n > 32) fail("tokenizer: Unicode normalization failed on U+{:04X}", uint32_t(cp));
+        cps.insert(cps.end(), one, one + n);
     }
-    utf8proc_uint8_t* dst = nullptr;
-    // explicit length (no UTF8PROC_NULLTERM) so embedded NUL characters survive
-    const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
-                                            utf8proc_ssize_t(text.size()), &dst, utf8proc_option_t(opts));
-    std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> guard(dst, &std::free);
-    if (n < 0) fail("tokenizer: Unicode normalization failed: {}", utf8proc_errmsg(n));
-    return std::string(reinterpret_cast<const char*>(dst), size_t(n));
+    for (size_t k = 0; k < cps.size();) {
+        if (combining_class(cps[k]) == 0) {
+            ++k;
+            continue;
+        }
+        size_t e = k + 1;
+        while (e < cps.size() && combining_class(cps[e]) != 0) ++e;
+        if (e - k > 1) {
+            std::stable_sort(cps.begin() + std::ptrdiff_t(k), cps.begin() + std::ptrdiff_t(e),
+                             [](utf8proc_int32_t a, utf8proc_int32_t b) {
+                                 return combining_class(a) < combining_class(b);
+                             });
+        }
+        k = e;
+    }
+    utf8proc_ssize_t len = utf8proc_ssize_t(cps.size());
+    if (compose) {
+        len =
+            utf8proc_normalize_utf32(cps.data(), len, utf8proc_option_t(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+        if (len < 0) fail("tokenizer: Unicode normalization failed: {}", utf8proc_errmsg(len));
+    }
+    std::string out;
+    out.reserve(text.size());
+    for (utf8proc_ssize_t k = 0; k < len; ++k) append_utf8(out, uint32_t(cps[size_t(k)]));
+    return out;
 }
 
 }  // namespace

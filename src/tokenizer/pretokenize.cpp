@@ -10,7 +10,8 @@
 
 namespace lmscope::tok {
 
-const char* const kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+const char* const kGpt2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 PreTokenizer::PreTokenizer() = default;
 PreTokenizer::~PreTokenizer() = default;
@@ -56,7 +57,8 @@ PreTokenizer PreTokenizer::from_json(const Json* j, const std::string& label) {
             Step st;
             const Json& pat = need_field(*item, "pattern", label, path);
             if (const Json* re = find_field(pat, "Regex")) {
-                if (!re->is_string()) fail("{}: {}.pattern.Regex: expected a string, found {}", label, path, json_kind(*re));
+                if (!re->is_string())
+                    fail("{}: {}.pattern.Regex: expected a string, found {}", label, path, json_kind(*re));
                 st.regex = Regex::compile(re->get<std::string>(), label, path + ".pattern.Regex");
             } else if (const Json* lit = find_field(pat, "String")) {
                 if (!lit->is_string())
@@ -81,7 +83,8 @@ PreTokenizer PreTokenizer::from_json(const Json* j, const std::string& label) {
                  json_quote(type));
         }
     }
-    if (!have_byte_level) fail("{}: pre_tokenizer: a ByteLevel step is required (only byte-level BPE is supported)", label);
+    if (!have_byte_level)
+        fail("{}: pre_tokenizer: a ByteLevel step is required (only byte-level BPE is supported)", label);
     return pt;
 }
 
@@ -162,7 +165,8 @@ std::vector<std::pair<size_t, size_t>> PreTokenizer::split_one(const Step& st, s
     return out;
 }
 
-void PreTokenizer::run(size_t step, std::string_view piece, const std::function<void(std::string_view)>& emit) const {
+void PreTokenizer::run(size_t step, std::string_view piece,
+                       const std::function<void(std::string_view)>& emit) const {
     if (piece.empty()) return;
     if (step == steps_.size()) {
         byte_level(piece, emit);
@@ -171,7 +175,8 @@ void PreTokenizer::run(size_t step, std::string_view piece, const std::function<
     for (auto [b, e] : split_one(steps_[step], piece)) run(step + 1, piece.substr(b, e - b), emit);
 }
 
-void PreTokenizer::byte_level(std::string_view piece, const std::function<void(std::string_view)>& emit) const {
+void PreTokenizer::byte_level(std::string_view piece,
+                              const std::function<void(std::string_view)>& emit) const {
     std::string prefixed;
     if (add_prefix_space_ && piece.front() != ' ') {
         prefixed.reserve(piece.size() + 1);

@@ -87,7 +87,9 @@ std::string oniguruma_to_pcre2(std::string_view p) {
         const char c = p[i];
         char which = 0;
         if (const size_t n = property_escape(p, i, which)) {
-            const std::string& items = which == 'L' ? letter_items() : which == 'N' ? number_items() : decimal_items();
+            const std::string& items = which == 'L'   ? letter_items()
+                                       : which == 'N' ? number_items()
+                                                      : decimal_items();
             const bool negated = p[i + 1] == 'P' || p[i + 1] == 'D';
             if (!in_class) {
                 out += negated ? "[^" : "[";
@@ -96,7 +98,7 @@ std::string oniguruma_to_pcre2(std::string_view p) {
             } else if (!negated) {
                 out += items;
             } else {
-                out.append(p.substr(i, n));  // \P{..} inside a class: left to PCRE2's tables
+                out.append(p.substr(i, n));  // \P{..} / \D inside a class: left to PCRE2
             }
             i += n - 1;
             continue;
@@ -146,8 +148,8 @@ Regex Regex::compile(const std::string& pattern, const std::string& label, const
     if (!code) {
         PCRE2_UCHAR buf[256];
         pcre2_get_error_message(err, buf, sizeof buf);
-        fail("{}: {}: bad regex {}: {} at offset {}", label, path, json_quote(pattern), reinterpret_cast<const char*>(buf),
-             size_t(err_off));
+        fail("{}: {}: bad regex {}: {} at offset {}", label, path, json_quote(pattern),
+             reinterpret_cast<const char*>(buf), size_t(err_off));
     }
     Regex r;
     r.code_ = std::make_unique<Code>();
@@ -162,12 +164,20 @@ void Regex::find_all(std::string_view subject, std::vector<std::pair<size_t, siz
     pcre2_match_data* md = pcre2_match_data_create_from_pattern(code_->code, nullptr);
     if (!md) throw std::bad_alloc();
     std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> guard(md, &pcre2_match_data_free);
+    // The default limit (10M steps) trips on a long whitespace run: `\s*[\r\n]+` walks the run and
+    // backs off it before `\s+(?!\S)` takes it. Tokenizer patterns backtrack at most linearly.
+    pcre2_match_context* ctx = pcre2_match_context_create(nullptr);
+    if (!ctx) throw std::bad_alloc();
+    std::unique_ptr<pcre2_match_context, decltype(&pcre2_match_context_free)> ctx_guard(
+        ctx, &pcre2_match_context_free);
+    pcre2_set_match_limit(ctx, ~uint32_t(0));
     const auto* subj = reinterpret_cast<PCRE2_SPTR>(subject.data());
     size_t pos = 0;
     while (pos <= subject.size()) {
         // the subject was validated once by the caller; skip PCRE2's per-call UTF check
-        const int rc = code_->jit ? pcre2_jit_match(code_->code, subj, subject.size(), pos, PCRE2_NO_UTF_CHECK, md, nullptr)
-                                  : pcre2_match(code_->code, subj, subject.size(), pos, PCRE2_NO_UTF_CHECK, md, nullptr);
+        const int rc =
+            code_->jit ? pcre2_jit_match(code_->code, subj, subject.size(), pos, PCRE2_NO_UTF_CHECK, md, ctx)
+                       : pcre2_match(code_->code, subj, subject.size(), pos, PCRE2_NO_UTF_CHECK, md, ctx);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             PCRE2_UCHAR buf[256];

@@ -31,7 +31,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special
 
     std::vector<tok::Segment> raw;
     if (parse_special) {
-        im.added.split(text, /*normalized_set=*/false, /*skip_special=*/false, raw);
+        im.added.split(text, /*normalized_set=*/false, raw);
     } else if (!text.empty()) {
         raw.push_back({0, text.size(), -1});
     }
@@ -45,7 +45,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special
         const std::string_view nv = normalized;
         norm.clear();
         if (parse_special) {
-            im.added.split(nv, /*normalized_set=*/true, /*skip_special=*/false, norm);
+            im.added.split(nv, /*normalized_set=*/true, norm);
         } else if (!nv.empty()) {
             norm.push_back({0, nv.size(), -1});
         }

@@ -71,8 +71,8 @@ Json tiny_json(const TinySpec& s) {
 Tokenizer tiny(const TinySpec& s) { return Tokenizer::from_json(tiny_json(s).dump(), "tiny.json"); }
 
 Json added(const std::string& content, int id, bool special, Json flags = Json::object()) {
-    Json t{{"id", id},         {"content", content}, {"single_word", false}, {"lstrip", false},
-           {"rstrip", false},  {"normalized", false}, {"special", special}};
+    Json t{{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
+           {"rstrip", false}, {"normalized", false}, {"special", special}};
     t.update(flags);
     return t;
 }
@@ -96,7 +96,8 @@ std::vector<std::string> pre_tokens(const Json& pre_tokenizer, const std::vector
 }
 
 Json byte_level(bool prefix = false, bool regex = false) {
-    return Json{{"type", "ByteLevel"}, {"add_prefix_space", prefix}, {"trim_offsets", false}, {"use_regex", regex}};
+    return Json{
+        {"type", "ByteLevel"}, {"add_prefix_space", prefix}, {"trim_offsets", false}, {"use_regex", regex}};
 }
 
 Json split(const Json& pattern, const std::string& behavior, bool invert = false) {
@@ -137,12 +138,12 @@ bool require_assets() {
     return e && std::string(e) == "1";
 }
 
-#define NEED_QWEN3()                                                                                     \
-    do {                                                                                                 \
-        if (!qwen3()) {                                                                                  \
+#define NEED_QWEN3()                                                                                      \
+    do {                                                                                                  \
+        if (!qwen3()) {                                                                                   \
             if (require_assets()) FAIL() << "missing " << qwen3_path() << " (run tools/fetch_assets.sh)"; \
-            GTEST_SKIP() << "missing " << qwen3_path() << " (run tools/fetch_assets.sh)";                \
-        }                                                                                                \
+            GTEST_SKIP() << "missing " << qwen3_path() << " (run tools/fetch_assets.sh)";                 \
+        }                                                                                                 \
     } while (0)
 
 }  // namespace
@@ -177,21 +178,24 @@ TEST(TokenizerRegex, MatchesOnigurumaClasses) {
     EXPECT_EQ(matches(R"(\p{N})", "x\U00010D40y"), std::vector<std::string>({"\U00010D40"}));
     EXPECT_EQ(matches(R"(\d)", "x\U00010D40y"), std::vector<std::string>({"\U00010D40"}));
     EXPECT_EQ(matches(R"([^\p{L}\p{N}]+)", "ab, 12!"), std::vector<std::string>({", ", "!"}));
-    EXPECT_EQ(matches(R"((?i:'s|'ll))", "IT'S we'LL it'\u017F"), std::vector<std::string>({"'S", "'LL", "'\u017F"}));
+    EXPECT_EQ(matches(R"((?i:'s|'ll))", "IT'S we'LL it'\u017F"),
+              std::vector<std::string>({"'S", "'LL", "'\u017F"}));
     try {
         tok::Regex::compile("(unclosed", "f.json", "pre_tokenizer.pattern.Regex");
         FAIL() << "bad regex accepted";
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("f.json: pre_tokenizer.pattern.Regex"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("f.json: pre_tokenizer.pattern.Regex"), std::string::npos)
+            << e.what();
     }
 }
 
 TEST(TokenizerNormalize, MatchesTokenizersNfc) {
     EXPECT_EQ(tok::normalize_utf8("e\u0301", tok::NormalForm::NFC), "\u00E9");
     EXPECT_EQ(tok::normalize_utf8("\u00E9", tok::NormalForm::NFD), "e\u0301");
-    EXPECT_EQ(tok::normalize_utf8("\u1112\u1161\u11AB", tok::NormalForm::NFC), "\uD55C");  // decomposed Hangul
-    EXPECT_EQ(tok::normalize_utf8("\u212B", tok::NormalForm::NFC), "\u00C5");              // ANGSTROM SIGN
-    EXPECT_EQ(tok::normalize_utf8("\uFB01", tok::NormalForm::NFC), "\uFB01");              // ligature: only NFKC
+    EXPECT_EQ(tok::normalize_utf8("\u1112\u1161\u11AB", tok::NormalForm::NFC),
+              "\uD55C");                                                       // decomposed Hangul
+    EXPECT_EQ(tok::normalize_utf8("\u212B", tok::NormalForm::NFC), "\u00C5");  // ANGSTROM SIGN
+    EXPECT_EQ(tok::normalize_utf8("\uFB01", tok::NormalForm::NFC), "\uFB01");  // ligature: only NFKC
     EXPECT_EQ(tok::normalize_utf8("\uFB01", tok::NormalForm::NFKC), "fi");
     EXPECT_EQ(tok::normalize_utf8(std::string("a\0b", 3), tok::NormalForm::NFC), std::string("a\0b", 3));
     // tokenizers' normalization data predates these: Dives Akuru (Unicode 13) stays uncomposed,
@@ -211,7 +215,8 @@ TEST(TokenizerBpe, MergesInBothEncodingsGiveTheSameIds) {
     Tokenizer modern = tiny(s);
     s.legacy_merges = true;
     Tokenizer legacy = tiny(s);
-    for (const char* text : {"hello world", "hell", "say hello", " w w"}) EXPECT_EQ(modern.encode(text), legacy.encode(text));
+    for (const char* text : {"hello world", "hell", "say hello", " w w"})
+        EXPECT_EQ(modern.encode(text), legacy.encode(text));
     EXPECT_EQ(pieces(modern, modern.encode("hello world")),
               std::vector<std::string>({"hello", " w", "o", "r", "l", "d"}));
     EXPECT_EQ(modern.decode(modern.encode("hello world")), "hello world");
@@ -264,8 +269,8 @@ TEST(TokenizerBpe, LongPreTokens) {
 
 TEST(TokenizerPreTokenize, SplitBehaviours) {
     // the examples of tokenizers' SplitDelimiterBehavior documentation
-    const std::vector<std::string> vocab = {"the", "-", "final", "countdown", "the-", "final-", "-final",
-                                            "-countdown", "--"};
+    const std::vector<std::string> vocab = {"the",    "-",      "final",      "countdown", "the-",
+                                            "final-", "-final", "-countdown", "--"};
     const std::string text = "the-final--countdown";
     auto run = [&](const std::string& behavior, bool invert = false) {
         return pre_tokens(sequence({split({{"String", "-"}}, behavior, invert), byte_level()}), vocab, text);
@@ -276,8 +281,9 @@ TEST(TokenizerPreTokenize, SplitBehaviours) {
     EXPECT_EQ(run("MergedWithPrevious"), V({"the-", "final-", "-", "countdown"}));
     EXPECT_EQ(run("MergedWithNext"), V({"the", "-final", "-", "-countdown"}));
     EXPECT_EQ(run("Contiguous"), V({"the", "-", "final", "--", "countdown"}));
-    EXPECT_EQ(pre_tokens(sequence({split({{"Regex", "\\p{L}+"}}, "Removed", true), byte_level()}), vocab, text),
-              V({"the", "final", "countdown"}));
+    EXPECT_EQ(
+        pre_tokens(sequence({split({{"Regex", "\\p{L}+"}}, "Removed", true), byte_level()}), vocab, text),
+        V({"the", "final", "countdown"}));
 }
 
 TEST(TokenizerPreTokenize, ByteLevelRegexAndPrefixSpace) {
@@ -287,9 +293,10 @@ TEST(TokenizerPreTokenize, ByteLevelRegexAndPrefixSpace) {
     EXPECT_EQ(pre_tokens(byte_level(false, true), vocab, "hello's 12  !!"),
               V({"hello", "'s", " 12", " ", " !!"}));
     // Llama 3 style: the Split does the work, ByteLevel only maps bytes
-    const char* llama3 = R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-    EXPECT_EQ(pre_tokens(sequence({split({{"Regex", llama3}}, "Isolated"), byte_level()}), {"123", "45", " hello"},
-                         "12345 hello"),
+    const char* llama3 = R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|)"
+                         R"( ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+    EXPECT_EQ(pre_tokens(sequence({split({{"Regex", llama3}}, "Isolated"), byte_level()}),
+                         {"123", "45", " hello"}, "12345 hello"),
               V({"123", "45", " hello"}));
 }
 
@@ -382,7 +389,9 @@ TEST(TokenizerDecode, InvalidUtf8BecomesReplacementCharacters) {
     EXPECT_EQ(t.decode({0xFF, 0xC0, 'b'}), "\uFFFD\uFFFDb");
     EXPECT_EQ(t.decode({'a', 123456, -1, 'b'}), "ab");  // unknown ids are dropped
     // invalid UTF-8 input is repaired the same way before encoding
-    EXPECT_EQ(t.encode("a\xFF" "b"), t.encode("a\uFFFDb"));
+    EXPECT_EQ(t.encode("a\xFF"
+                       "b"),
+              t.encode("a\uFFFDb"));
 }
 
 TEST(TokenizerDecode, StreamDecoderHoldsBackIncompleteCharacters) {
@@ -404,8 +413,9 @@ TEST(TokenizerChat, Qwen3Template) {
     const std::vector<ChatMessage> msgs = {{"system", "Be brief."}, {"user", "Hi"}};
     EXPECT_EQ(apply_chat_template_qwen3(msgs, false, true),
               "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
-    EXPECT_EQ(apply_chat_template_qwen3(msgs, true, true),
-              "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    EXPECT_EQ(
+        apply_chat_template_qwen3(msgs, true, true),
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
     EXPECT_EQ(apply_chat_template_qwen3({{"user", "Hi"}}, true, false),
               "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
 }
@@ -420,42 +430,79 @@ TEST(TokenizerErrors, OneLineNamingFileAndField) {
         std::string expect;  // substring of the message
     };
     const std::vector<Case> cases = {
-        {[](Json& j) { j["model"]["type"] = "WordPiece"; }, "bad.json: model.type: \"WordPiece\" is not supported"},
+        {[](Json& j) { j["model"]["type"] = "WordPiece"; },
+         "bad.json: model.type: \"WordPiece\" is not supported"},
         {[](Json& j) { j.erase("model"); }, "bad.json: (root).model: missing"},
         {[](Json& j) { j["model"]["vocab"] = Json::array(); }, "bad.json: model.vocab: expected an object"},
-        {[](Json& j) { j["model"]["vocab"]["zz"] = "x"; }, "bad.json: model.vocab[\"zz\"]: expected an integer id"},
-        {[](Json& j) { j["model"]["vocab"]["zz"] = -4; }, "bad.json: model.vocab[\"zz\"]: id -4 is out of range"},
-        {[](Json& j) { j["model"]["merges"] = Json::array({Json::array({"a", "q\xC4\xA0"})}); },
+        {[](Json& j) { j["model"]["vocab"]["zz"] = "x"; },
+         "bad.json: model.vocab[\"zz\"]: expected an integer id"},
+        {[](Json& j) { j["model"]["vocab"]["zz"] = -4; },
+         "bad.json: model.vocab[\"zz\"]: id -4 is out of range"},
+        {[](Json& j) {
+             j["model"]["merges"] = Json::array({Json::array({"a", "q\xC4\xA0"})});
+         },
          "bad.json: model.merges[0]: token \"q\xC4\xA0\" is not in model.vocab"},
-        {[](Json& j) { j["model"]["merges"] = Json::array({Json::array({"a", "b"})}); },
+        {[](Json& j) {
+             j["model"]["merges"] = Json::array({Json::array({"a", "b"})});
+         },
          "bad.json: model.merges[0]: merged token \"ab\" is not in model.vocab"},
-        {[](Json& j) { j["model"]["merges"] = Json::array({"ab"}); }, "bad.json: model.merges[0]: expected \"a b\""},
-        {[](Json& j) { j["model"]["merges"] = Json::array({7}); }, "bad.json: model.merges[0]: expected an array"},
+        {[](Json& j) { j["model"]["merges"] = Json::array({"ab"}); },
+         "bad.json: model.merges[0]: expected \"a b\""},
+        {[](Json& j) { j["model"]["merges"] = Json::array({7}); },
+         "bad.json: model.merges[0]: expected an array"},
         {[](Json& j) { j["model"]["merges"] = Json::array({Json::array({"a"})}); },
          "bad.json: model.merges[0]: expected two strings"},
         {[](Json& j) { j["model"]["dropout"] = 0.1; }, "bad.json: model.dropout"},
-        {[](Json& j) { j["model"]["ignore_merges"] = "yes"; }, "bad.json: model.ignore_merges: expected a boolean"},
-        {[](Json& j) { j["model"]["unk_token"] = "<unk>"; }, "bad.json: model.unk_token: \"<unk>\" is not in model.vocab"},
-        {[](Json& j) { j["normalizer"] = {{"type", "Lowercase"}}; }, "bad.json: normalizer.type: \"Lowercase\""},
-        {[](Json& j) { j["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "Strip"}}}}}; },
+        {[](Json& j) { j["model"]["ignore_merges"] = "yes"; },
+         "bad.json: model.ignore_merges: expected a boolean"},
+        {[](Json& j) { j["model"]["unk_token"] = "<unk>"; },
+         "bad.json: model.unk_token: \"<unk>\" is not in model.vocab"},
+        {[](Json& j) {
+             j["normalizer"] = {{"type", "Lowercase"}};
+         },
+         "bad.json: normalizer.type: \"Lowercase\""},
+        {[](Json& j) {
+             j["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "Strip"}}}}};
+         },
          "bad.json: normalizer.normalizers[0].type: \"Strip\""},
-        {[](Json& j) { j["pre_tokenizer"] = {{"type", "Whitespace"}}; }, "bad.json: pre_tokenizer.type: \"Whitespace\""},
+        {[](Json& j) {
+             j["pre_tokenizer"] = {{"type", "Whitespace"}};
+         },
+         "bad.json: pre_tokenizer.type: \"Whitespace\""},
         {[](Json& j) { j["pre_tokenizer"] = nullptr; }, "bad.json: pre_tokenizer: missing"},
-        {[](Json& j) { j["pre_tokenizer"] = sequence({split({{"Regex", "a"}}, "Isolated")}); },
+        {[](Json& j) {
+             j["pre_tokenizer"] = sequence({split({{"Regex", "a"}}, "Isolated")});
+         },
          "bad.json: pre_tokenizer: a ByteLevel step is required"},
-        {[](Json& j) { j["pre_tokenizer"] = sequence({byte_level(), split({{"Regex", "a"}}, "Isolated")}); },
+        {[](Json& j) {
+             j["pre_tokenizer"] = sequence({byte_level(), split({{"Regex", "a"}}, "Isolated")});
+         },
          "bad.json: pre_tokenizer.pretokenizers[1]: \"Split\" after ByteLevel"},
-        {[](Json& j) { j["pre_tokenizer"] = sequence({split({{"Regex", "(a"}}, "Isolated"), byte_level()}); },
+        {[](Json& j) {
+             j["pre_tokenizer"] = sequence({split({{"Regex", "(a"}}, "Isolated"), byte_level()});
+         },
          "bad.json: pre_tokenizer.pretokenizers[0].pattern.Regex: bad regex"},
-        {[](Json& j) { j["pre_tokenizer"] = sequence({split({{"Regex", "a"}}, "Sideways"), byte_level()}); },
+        {[](Json& j) {
+             j["pre_tokenizer"] = sequence({split({{"Regex", "a"}}, "Sideways"), byte_level()});
+         },
          "bad.json: pre_tokenizer.pretokenizers[0].behavior: unknown value \"Sideways\""},
-        {[](Json& j) { j["decoder"] = {{"type", "WordPiece"}}; }, "bad.json: decoder.type: \"WordPiece\""},
+        {[](Json& j) {
+             j["decoder"] = {{"type", "WordPiece"}};
+         },
+         "bad.json: decoder.type: \"WordPiece\""},
         {[](Json& j) { j["added_tokens"] = Json::object(); }, "bad.json: added_tokens: expected an array"},
-        {[](Json& j) { j["added_tokens"] = Json::array({Json{{"id", 5}}}); }, "bad.json: added_tokens[0].content: missing"},
-        {[](Json& j) { j["added_tokens"] = Json::array({added("<x>", 1, true, {{"lstrip", 3}})}); },
+        {[](Json& j) {
+             j["added_tokens"] = Json::array({Json{{"id", 5}}});
+         },
+         "bad.json: added_tokens[0].content: missing"},
+        {[](Json& j) {
+             j["added_tokens"] = Json::array({added("<x>", 1, true, {{"lstrip", 3}})});
+         },
          "bad.json: added_tokens[0].lstrip: expected a boolean"},
         {[](Json& j) { j = Json::array(); }, "bad.json: expected a JSON object at the top level"},
-        {[](Json& j) { j["model"]["merges"] = Json::array({Json::array({"a", "x\ny"})}); },
+        {[](Json& j) {
+             j["model"]["merges"] = Json::array({Json::array({"a", "x\ny"})});
+         },
          "bad.json: model.merges[0]: token \"x\\ny\" is not in model.vocab"},
     };
     for (size_t i = 0; i < cases.size(); ++i) {
@@ -476,7 +523,8 @@ TEST(TokenizerErrors, OneLineNamingFileAndField) {
         Tokenizer::load("/nonexistent/dir/tokenizer.json");
         FAIL();
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("/nonexistent/dir/tokenizer.json: cannot open"), std::string::npos);
+        EXPECT_NE(std::string(e.what()).find("/nonexistent/dir/tokenizer.json: cannot open"),
+                  std::string::npos);
     }
     Tokenizer empty;
     EXPECT_THROW(empty.encode("x"), Error);
@@ -501,7 +549,8 @@ TEST(TokenizerQwen3, KnownIds) {
     EXPECT_FALSE(t.is_special(*t.token_to_id("<think>")));  // an added token, but not special
     EXPECT_EQ(t.decode({151644, 872, 198, 13048, 151645}, true), "user\nHi");
     // a model folder works too
-    EXPECT_EQ(Tokenizer::load(fs::path(qwen3_path()).parent_path().string()).encode("Hello world"), V({9707, 1879}));
+    EXPECT_EQ(Tokenizer::load(fs::path(qwen3_path()).parent_path().string()).encode("Hello world"),
+              V({9707, 1879}));
 }
 
 TEST(TokenizerQwen3, GoldenIdsFromHfTokenizers) {
@@ -584,8 +633,9 @@ TEST(TokenizerCli, EncodesDecodesAndReportsErrors) {
     EXPECT_EQ(Json::parse(r.output), "hih");
 
     // bad arguments: exit 2
-    for (const std::string& args : {tk, tk + " --text a --text-file " + dir + "/text.txt",
-                                    tk + " --text a --decode 1", tk + " --decode 1,x", std::string(" --text a")}) {
+    for (const std::string& args :
+         {tk, tk + " --text a --text-file " + dir + "/text.txt", tk + " --text a --decode 1",
+          tk + " --decode 1,x", std::string(" --text a")}) {
         r = run_cli("tokenize" + args);
         EXPECT_EQ(r.exit_code, 2) << args << ": " << r.output;
         EXPECT_NE(r.output.find("error"), std::string::npos) << r.output;
@@ -597,9 +647,7 @@ TEST(TokenizerCli, EncodesDecodesAndReportsErrors) {
     r = run_cli("tokenize" + tk + " --text-file " + dir + "/missing.txt");
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_NE(r.output.find(dir + "/missing.txt"), std::string::npos) << r.output;
-    {
-        std::ofstream(dir + "/bad.json") << R"({"model": {"type": "WordPiece", "vocab": {}}})";
-    }
+    { std::ofstream(dir + "/bad.json") << R"({"model": {"type": "WordPiece", "vocab": {}}})"; }
     r = run_cli("tokenize --tokenizer " + dir + "/bad.json --text a");
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_NE(r.output.find(dir + "/bad.json: model.type"), std::string::npos) << r.output;
