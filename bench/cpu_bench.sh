@@ -22,15 +22,18 @@ mkdir -p "$work"
 echo "## Machine ceilings (bench_machine)"
 echo
 "$build/bench/bench_machine" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
-  --benchmark_filter='BM_ReadBandwidth|BM_FmaPeak' --benchmark_format=json 2>/dev/null |
-  python3 -c '
+  --benchmark_filter='BM_ReadBandwidth|BM_FmaPeak' --benchmark_format=json > "$work/machine.json" 2>/dev/null
+python3 - "$work/machine.json" <<'PY'
 import json, sys
-d = json.load(sys.stdin)
+d = json.load(open(sys.argv[1]))
 for b in d["benchmarks"]:
-    if b.get("aggregate_name") != "median": continue
-    if "bytes_per_second" in b: print(f"- {b[\"run_name\"]}: {b[\"bytes_per_second\"]/1e9:.1f} GB/s read")
-    if "FLOP/s" in b: print(f"- {b[\"run_name\"]}: {b[\"FLOP/s\"]/1e9:.0f} GFLOP/s f32 FMA")
-'
+    if b.get("aggregate_name") != "median":
+        continue
+    if "bytes_per_second" in b:
+        print("- %s: %.1f GB/s read" % (b["run_name"], b["bytes_per_second"] / 1e9))
+    if "FLOP/s" in b:
+        print("- %s: %.0f GFLOP/s f32 FMA" % (b["run_name"], b["FLOP/s"] / 1e9))
+PY
 echo
 echo "## lmscope bench, Qwen3-0.6B shape (prompt $prompt, gen $gen, median of $repeat)"
 echo
@@ -39,10 +42,11 @@ echo "|---|---|---|---|---|---|"
 for fmt in bf16 fp8 int4; do
   for t in $threads; do
     j=$("$bin" bench --model "$work/$fmt" --prompt-len "$prompt" --gen-len "$gen" --threads "$t" --repeat "$repeat" --json)
-    python3 -c '
+    python3 - "$j" "$fmt" <<'PY'
 import json, sys
-j = json.loads(sys.argv[1]); fmt = sys.argv[2]
-print(f"| {fmt} | {j[\"threads\"]} | {j[\"weights_bytes\"]/1e9:.3f} GB | {j[\"prefill_tok_s\"]:.1f} | {j[\"decode_tok_s\"]:.1f} | {j[\"decode_tok_s\"]*j[\"weights_bytes\"]/1e9:.1f} |")
-' "$j" "$fmt"
+j = json.loads(sys.argv[1])
+print("| %s | %d | %.3f GB | %.1f | %.1f | %.1f |" % (sys.argv[2], j["threads"], j["weights_bytes"] / 1e9,
+      j["prefill_tok_s"], j["decode_tok_s"], j["decode_tok_s"] * j["weights_bytes"] / 1e9))
+PY
   done
 done
