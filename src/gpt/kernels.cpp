@@ -195,8 +195,8 @@ void rope_tables(std::vector<float>& cos, std::vector<float>& sin, int64_t T, in
         }
 }
 
-void rope_forward(float* out, const float* inp, const float* cos, const float* sin, int64_t N, int64_t T, int64_t H,
-                  int64_t HD) {
+void rope_rotate_forward(float* out, const float* inp, const float* cos, const float* sin, float sin_sign, int64_t N,
+                         int64_t T, int64_t H, int64_t HD) {
     const int64_t d = HD / 2;
     ThreadPool::global().parallel_for(N, 16, [&](int64_t begin, int64_t end, int) {
         for (int64_t n = begin; n < end; ++n) {
@@ -206,17 +206,17 @@ void rope_forward(float* out, const float* inp, const float* cos, const float* s
                 const float* x = inp + (n * H + h) * HD;
                 float* y = out + (n * H + h) * HD;
                 for (int64_t i = 0; i < d; ++i) {
-                    const float x1 = x[i], x2 = x[i + d];
-                    y[i] = x1 * c[i] + x2 * s[i];
-                    y[i + d] = x1 * (-s[i]) + x2 * c[i];
+                    const float x1 = x[i], x2 = x[i + d], si = sin_sign * s[i];  // exact: sign is +-1
+                    y[i] = x1 * c[i] + x2 * si;
+                    y[i + d] = x1 * (-si) + x2 * c[i];
                 }
             }
         }
     });
 }
 
-void rope_backward(float* dinp, const float* dout, const float* cos, const float* sin, int64_t N, int64_t T,
-                   int64_t H, int64_t HD) {
+void rope_rotate_backward(float* dinp, const float* dout, const float* cos, const float* sin, float sin_sign,
+                          int64_t N, int64_t T, int64_t H, int64_t HD) {
     const int64_t d = HD / 2;
     ThreadPool::global().parallel_for(N, 16, [&](int64_t begin, int64_t end, int) {
         for (int64_t n = begin; n < end; ++n) {
@@ -226,13 +226,23 @@ void rope_backward(float* dinp, const float* dout, const float* cos, const float
                 const float* dy = dout + (n * H + h) * HD;
                 float* dx = dinp + (n * H + h) * HD;
                 for (int64_t i = 0; i < d; ++i) {
-                    const float g1 = dy[i], g2 = dy[i + d];
-                    dx[i] = g1 * c[i] - g2 * s[i];
-                    dx[i + d] = g1 * s[i] + g2 * c[i];
+                    const float g1 = dy[i], g2 = dy[i + d], si = sin_sign * s[i];
+                    dx[i] = g1 * c[i] - g2 * si;
+                    dx[i + d] = g1 * si + g2 * c[i];
                 }
             }
         }
     });
+}
+
+void rope_forward(float* out, const float* inp, const float* cos, const float* sin, int64_t N, int64_t T, int64_t H,
+                  int64_t HD) {
+    rope_rotate_forward(out, inp, cos, sin, 1.0f, N, T, H, HD);
+}
+
+void rope_backward(float* dinp, const float* dout, const float* cos, const float* sin, int64_t N, int64_t T,
+                   int64_t H, int64_t HD) {
+    rope_rotate_backward(dinp, dout, cos, sin, 1.0f, N, T, H, HD);
 }
 
 // ---- attention -------------------------------------------------------------------------------------------

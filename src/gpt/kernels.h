@@ -43,6 +43,12 @@ void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp
  * nanochat RoPE on (N, H, HD) rows at positions n % T, halves (i, i + HD/2):
  * y1 = x1 cos + x2 sin, y2 = -x1 sin + x2 cos; cos/sin are (T, HD/2). In-place allowed.
  */
+/** The rotation both conventions share: y1 = x1 c + x2 (sign s), y2 = -x1 (sign s) + x2 c. sign +1 is
+ *  nanochat's -theta rotation, sign -1 the HF (+theta) one; the products are identical either way. */
+void rope_rotate_forward(float* out, const float* inp, const float* cos, const float* sin, float sin_sign, int64_t N,
+                         int64_t T, int64_t H, int64_t HD);
+void rope_rotate_backward(float* dinp, const float* dout, const float* cos, const float* sin, float sin_sign,
+                          int64_t N, int64_t T, int64_t H, int64_t HD);
 void rope_forward(float* out, const float* inp, const float* cos, const float* sin, int64_t N, int64_t T,
                   int64_t H, int64_t HD);
 /** dx1 = dy1 cos - dy2 sin, dx2 = dy1 sin + dy2 cos. In-place allowed. */

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "gpt/kernels.h"
 #include "ops/cpu/gemm.h"
 
 namespace lmscope::qwen3train {
@@ -84,42 +85,12 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
 
 void rope_forward(float* out, const float* inp, const float* cos, const float* sin, int64_t N, int64_t T, int64_t H,
                   int64_t HD) {
-    const int64_t d = HD / 2;
-    ThreadPool::global().parallel_for(N, 16, [&](int64_t begin, int64_t end, int) {
-        for (int64_t n = begin; n < end; ++n) {
-            const float* c = cos + (n % T) * d;
-            const float* s = sin + (n % T) * d;
-            for (int64_t h = 0; h < H; ++h) {
-                const float* x = inp + (n * H + h) * HD;
-                float* y = out + (n * H + h) * HD;
-                for (int64_t i = 0; i < d; ++i) {
-                    const float x1 = x[i], x2 = x[i + d];
-                    y[i] = x1 * c[i] - x2 * s[i];
-                    y[i + d] = x2 * c[i] + x1 * s[i];
-                }
-            }
-        }
-    });
+    gpt::rope_rotate_forward(out, inp, cos, sin, -1.0f, N, T, H, HD);
 }
 
 void rope_backward(float* dinp, const float* dout, const float* cos, const float* sin, int64_t N, int64_t T,
                    int64_t H, int64_t HD) {
-    const int64_t d = HD / 2;
-    ThreadPool::global().parallel_for(N, 16, [&](int64_t begin, int64_t end, int) {
-        for (int64_t n = begin; n < end; ++n) {
-            const float* c = cos + (n % T) * d;
-            const float* s = sin + (n % T) * d;
-            for (int64_t h = 0; h < H; ++h) {
-                const float* dy = dout + (n * H + h) * HD;
-                float* dx = dinp + (n * H + h) * HD;
-                for (int64_t i = 0; i < d; ++i) {
-                    const float g1 = dy[i], g2 = dy[i + d];
-                    dx[i] = g1 * c[i] + g2 * s[i];
-                    dx[i + d] = g2 * c[i] - g1 * s[i];
-                }
-            }
-        }
-    });
+    gpt::rope_rotate_backward(dinp, dout, cos, sin, -1.0f, N, T, H, HD);
 }
 
 // ---- linear ------------------------------------------------------------------------------------------------
