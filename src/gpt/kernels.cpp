@@ -8,97 +8,38 @@
 #include <cstring>
 
 #include "core/dtype.h"
+#include "core/error.h"
 #include "core/thread_pool.h"
+#include "ops/cpu/gemm.h"
 #include "ops/cpu/simd.h"
 
 namespace lmscope::gpt {
 
-namespace {
-
-// ---- GEMM ----------------------------------------------------------------------------------------
-// Register tile MR x NR, cache blocks MC x NC x KC. Each output element belongs to exactly one task
-// and sums over k in a fixed order, so results do not depend on the number of threads.
-constexpr int64_t MR = 6, NR = 16, MC = 96, NC = 256, KC = 256;
-
-void kernel_generic(const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb, float* c, int64_t ldc,
-                    int64_t K, int64_t mr, int64_t nr) {
-    for (int64_t r = 0; r < mr; ++r)
-        for (int64_t j = 0; j < nr; ++j) {
-            float s = 0;
-            for (int64_t k = 0; k < K; ++k) s += a[r * a_rs + k * a_cs] * b[k * ldb + j];
-            c[r * ldc + j] += s;
-        }
-}
-
-// R x 16 register tile (R <= 6): 2R accumulators, two B vectors and a broadcast per k.
-template <int R>
-__attribute__((target("avx2,fma"))) void kernel_rx16_avx2(const float* a, int64_t a_rs, int64_t a_cs, const float* b,
-                                                           int64_t ldb, float* c, int64_t ldc, int64_t K) {
-    __m256 lo[R], hi[R];
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < K; ++k) {
-        const float* bk = b + k * ldb;
-        const __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
-        const float* ak = a + k * a_cs;
-#pragma GCC unroll 6
-        for (int r = 0; r < R; ++r) {
-            const __m256 av = _mm256_broadcast_ss(ak + r * a_rs);
-            lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
-            hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
-        }
-    }
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) {
-        float* cr = c + r * ldc;
-        _mm256_storeu_ps(cr, _mm256_add_ps(_mm256_loadu_ps(cr), lo[r]));
-        _mm256_storeu_ps(cr + 8, _mm256_add_ps(_mm256_loadu_ps(cr + 8), hi[r]));
-    }
-}
-
-void kernel_avx2(int64_t mr, const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb, float* c,
-                 int64_t ldc, int64_t K) {
-    switch (mr) {
-        case 6: return kernel_rx16_avx2<6>(a, a_rs, a_cs, b, ldb, c, ldc, K);
-        case 5: return kernel_rx16_avx2<5>(a, a_rs, a_cs, b, ldb, c, ldc, K);
-        case 4: return kernel_rx16_avx2<4>(a, a_rs, a_cs, b, ldb, c, ldc, K);
-        case 3: return kernel_rx16_avx2<3>(a, a_rs, a_cs, b, ldb, c, ldc, K);
-        case 2: return kernel_rx16_avx2<2>(a, a_rs, a_cs, b, ldb, c, ldc, K);
-        default: return kernel_rx16_avx2<1>(a, a_rs, a_cs, b, ldb, c, ldc, K);
-    }
-}
-
-}  // namespace
-
+// The shared blocked GEMM (ops/cpu/gemm): AVX-512 / AVX2 / portable micro-kernels on the thread pool.
+// Every output element is owned by one task and sums over k in a fixed order, so results do not
+// depend on the number of threads (resume-exactness relies on that).
 void gemm(float* c, int64_t ldc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb, int64_t M,
           int64_t Ncol, int64_t K, bool accumulate) {
     if (M <= 0 || Ncol <= 0) return;
-    const bool avx2 = simd::active_isa() != simd::Isa::Portable;  // AVX-512 machines run the AVX2 kernel
-    const int64_t mb = (M + MC - 1) / MC, nb = (Ncol + NC - 1) / NC;
-    ThreadPool::global().parallel_for(mb * nb, 1, [&](int64_t begin, int64_t end, int) {
-        for (int64_t task = begin; task < end; ++task) {
-            const int64_t i0 = (task / nb) * MC, j0 = (task % nb) * NC;
-            const int64_t i1 = std::min(M, i0 + MC), j1 = std::min(Ncol, j0 + NC);
-            if (!accumulate)
-                for (int64_t i = i0; i < i1; ++i) std::memset(c + i * ldc + j0, 0, sizeof(float) * (j1 - j0));
-            for (int64_t k0 = 0; k0 < K; k0 += KC) {
-                const int64_t kc = std::min(KC, K - k0);
-                for (int64_t j = j0; j < j1; j += NR) {
-                    const int64_t nr = std::min(NR, j1 - j);
-                    for (int64_t i = i0; i < i1; i += MR) {
-                        const int64_t mr = std::min(MR, i1 - i);
-                        const float* ap = a + i * a_rs + k0 * a_cs;
-                        const float* bp = b + k0 * ldb + j;
-                        float* cp = c + i * ldc + j;
-                        if (avx2 && nr == NR)
-                            kernel_avx2(mr, ap, a_rs, a_cs, bp, ldb, cp, ldc, kc);
-                        else
-                            kernel_generic(ap, a_rs, a_cs, bp, ldb, cp, ldc, kc, mr, nr);
-                    }
-                }
-            }
-        }
-    });
+    GemmArgs g;
+    g.M = M;
+    g.N = Ncol;
+    g.K = K;
+    g.a = a;
+    if (a_cs == 1) {
+        g.lda = a_rs;
+    } else {
+        LMS_CHECK(a_rs == 1);  // A is row- or column-major
+        g.a_trans = true;
+        g.lda = a_cs;
+    }
+    g.b = b;
+    g.b_dtype = DType::F32;
+    g.ldb = ldb;
+    g.c = c;
+    g.ldc = ldc;
+    g.accumulate = accumulate;
+    gemm_cpu(g);
 }
 
 void transpose(float* out, const float* in, int64_t rows, int64_t cols) {
@@ -247,37 +188,68 @@ void rope_backward(float* dinp, const float* dout, const float* cos, const float
 
 // ---- attention -------------------------------------------------------------------------------------------
 
+// Blocks of kAttBlock query rows (forward) or key columns (backward) run as small GEMMs on one thread
+// each; a block of rows [i0, i1) only needs keys [0, i1), so the causal half is mostly skipped. Row and
+// column blocks share one alignment: every att / datt entry a column block reads was written by its
+// row block (zero above the diagonal).
 namespace {
-// Causal rows cost ~t: pair short and long rows so contiguous ranges of work indices balance.
-inline int64_t zigzag(int64_t j, int64_t T) { return (j % 2 == 0) ? j / 2 : T - 1 - j / 2; }
+constexpr int64_t kAttBlock = 64;
+
+// Causal blocks cost ~their index: pair short and long ones so contiguous ranges of tasks balance.
+inline int64_t zigzag(int64_t j, int64_t n) { return (j % 2 == 0) ? j / 2 : n - 1 - j / 2; }
+
+// C (M, N) (+)= A (M, K) B, with A row-major (lda) or transposed, B row-major or transposed (ldb).
+void small_gemm(float* c, int64_t ldc, const float* a, int64_t lda, bool a_trans, const float* b, int64_t ldb,
+                bool b_trans, int64_t M, int64_t N, int64_t K, bool accumulate) {
+    GemmArgs g;
+    g.M = M;
+    g.N = N;
+    g.K = K;
+    g.a = a;
+    g.lda = lda;
+    g.a_trans = a_trans;
+    g.b = b;
+    g.b_dtype = DType::F32;
+    g.ldb = ldb;
+    g.b_trans = b_trans;
+    g.c = c;
+    g.ldc = ldc;
+    g.accumulate = accumulate;
+    gemm_cpu_serial(g);
+}
 }  // namespace
 
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, int64_t B, int64_t T,
                        int64_t NH, int64_t NKV, int64_t HD, float scale) {
-    const int64_t rep = NH / NKV;
-    ThreadPool::global().parallel_for(B * NH * T, 8, [&](int64_t begin, int64_t end, int) {
+    const int64_t rep = NH / NKV, nblk = (T + kAttBlock - 1) / kAttBlock;
+    const int64_t qs = NH * HD, ks = NKV * HD;  // row strides of q / out and of k / v
+    ThreadPool::global().parallel_for(B * NH * nblk, 1, [&](int64_t begin, int64_t end, int) {
         for (int64_t idx = begin; idx < end; ++idx) {
-            const int64_t bh = idx / T, b = bh / NH, h = bh % NH, t = zigzag(idx % T, T), kvh = h / rep;
-            const float* qr = q + ((b * T + t) * NH + h) * HD;
-            float* arow = att + (bh * T + t) * T;
-            float mx = -INFINITY;
-            for (int64_t t2 = 0; t2 <= t; ++t2) {
-                const float s = simd::dot_f32(qr, k + ((b * T + t2) * NKV + kvh) * HD, HD) * scale;
-                arow[t2] = s;
-                mx = std::max(mx, s);
+            const int64_t bh = idx / nblk, b = bh / NH, h = bh % NH, kvh = h / rep;
+            const int64_t i0 = zigzag(idx % nblk, nblk) * kAttBlock, i1 = std::min(T, i0 + kAttBlock);
+            float* arows = att + (bh * T + i0) * T;
+            const float* kb = k + b * T * ks + kvh * HD;
+            const float* vb = v + b * T * ks + kvh * HD;
+            // S (i1-i0, i1) = Q K^T
+            small_gemm(arows, T, q + (b * T + i0) * qs + h * HD, qs, false, kb, ks, true, i1 - i0, i1, HD, false);
+            for (int64_t t = i0; t < i1; ++t) {
+                float* arow = arows + (t - i0) * T;
+                float mx = -INFINITY;
+                for (int64_t t2 = 0; t2 <= t; ++t2) {
+                    arow[t2] *= scale;
+                    mx = std::max(mx, arow[t2]);
+                }
+                double sum = 0;
+                for (int64_t t2 = 0; t2 <= t; ++t2) {
+                    arow[t2] = std::exp(arow[t2] - mx);
+                    sum += arow[t2];
+                }
+                const float inv = static_cast<float>(1.0 / sum);
+                for (int64_t t2 = 0; t2 <= t; ++t2) arow[t2] *= inv;
+                std::fill(arow + t + 1, arow + i1, 0.0f);  // masked: read as zero by the products below
             }
-            double sum = 0;
-            for (int64_t t2 = 0; t2 <= t; ++t2) {
-                arow[t2] = std::exp(arow[t2] - mx);
-                sum += arow[t2];
-            }
-            const float inv = static_cast<float>(1.0 / sum);
-            float* o = out + ((b * T + t) * NH + h) * HD;
-            std::memset(o, 0, sizeof(float) * HD);
-            for (int64_t t2 = 0; t2 <= t; ++t2) {
-                arow[t2] *= inv;
-                simd::axpy_f32(arow[t2], v + ((b * T + t2) * NKV + kvh) * HD, o, HD);
-            }
+            // O (i1-i0, HD) = P V
+            small_gemm(out + (b * T + i0) * qs + h * HD, qs, arows, T, false, vb, ks, false, i1 - i0, HD, i1, false);
         }
     });
 }
@@ -285,45 +257,52 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
 void attention_backward(float* dq, float* dk, float* dv, float* datt, const float* dout, const float* att,
                         const float* q, const float* k, const float* v, int64_t B, int64_t T, int64_t NH,
                         int64_t NKV, int64_t HD, float scale) {
-    const int64_t rep = NH / NKV;
-    // rows: datt = dout . v, softmax backward, dq
-    ThreadPool::global().parallel_for(B * NH * T, 8, [&](int64_t begin, int64_t end, int) {
+    const int64_t rep = NH / NKV, nblk = (T + kAttBlock - 1) / kAttBlock;
+    const int64_t qs = NH * HD, ks = NKV * HD;
+    // query row blocks: dP = dO V^T, softmax backward (datt holds dS, unscaled), dQ = scale dS K
+    ThreadPool::global().parallel_for(B * NH * nblk, 1, [&](int64_t begin, int64_t end, int) {
         for (int64_t idx = begin; idx < end; ++idx) {
-            const int64_t bh = idx / T, b = bh / NH, h = bh % NH, t = zigzag(idx % T, T), kvh = h / rep;
-            const float* dor = dout + ((b * T + t) * NH + h) * HD;
-            const float* arow = att + (bh * T + t) * T;
-            float* drow = datt + (bh * T + t) * T;
-            double s = 0;
-            for (int64_t t2 = 0; t2 <= t; ++t2) {
-                drow[t2] = simd::dot_f32(dor, v + ((b * T + t2) * NKV + kvh) * HD, HD);
-                s += double(arow[t2]) * drow[t2];
+            const int64_t bh = idx / nblk, b = bh / NH, h = bh % NH, kvh = h / rep;
+            const int64_t i0 = zigzag(idx % nblk, nblk) * kAttBlock, i1 = std::min(T, i0 + kAttBlock);
+            const float* arows = att + (bh * T + i0) * T;
+            float* drows = datt + (bh * T + i0) * T;
+            const float* kb = k + b * T * ks + kvh * HD;
+            const float* vb = v + b * T * ks + kvh * HD;
+            small_gemm(drows, T, dout + (b * T + i0) * qs + h * HD, qs, false, vb, ks, true, i1 - i0, i1, HD, false);
+            for (int64_t t = i0; t < i1; ++t) {
+                const float* arow = arows + (t - i0) * T;
+                float* drow = drows + (t - i0) * T;
+                double s = 0;
+                for (int64_t t2 = 0; t2 <= t; ++t2) s += double(arow[t2]) * drow[t2];
+                const float sf = static_cast<float>(s);
+                for (int64_t t2 = 0; t2 <= t; ++t2) drow[t2] = arow[t2] * (drow[t2] - sf);
+                std::fill(drow + t + 1, drow + i1, 0.0f);
             }
-            const float sf = static_cast<float>(s);
-            float* dqr = dq + ((b * T + t) * NH + h) * HD;
-            std::memset(dqr, 0, sizeof(float) * HD);
-            for (int64_t t2 = 0; t2 <= t; ++t2) {
-                drow[t2] = arow[t2] * (drow[t2] - sf);
-                simd::axpy_f32(drow[t2] * scale, k + ((b * T + t2) * NKV + kvh) * HD, dqr, HD);
-            }
+            float* dqb = dq + (b * T + i0) * qs + h * HD;
+            small_gemm(dqb, qs, drows, T, false, kb, ks, false, i1 - i0, HD, i1, false);
+            for (int64_t t = 0; t < i1 - i0; ++t)
+                for (int64_t d = 0; d < HD; ++d) dqb[t * qs + d] *= scale;
         }
     });
-    // columns: dk, dv of each kv head gather every query head of its group
-    ThreadPool::global().parallel_for(B * NKV * T, 8, [&](int64_t begin, int64_t end, int) {
+    // key column blocks: dK = scale sum_h dS^T Q and dV = sum_h P^T dO over the group's query heads,
+    // rows t >= j0 only (dS and P are zero above the diagonal)
+    ThreadPool::global().parallel_for(B * NKV * nblk, 1, [&](int64_t begin, int64_t end, int) {
         for (int64_t idx = begin; idx < end; ++idx) {
-            const int64_t bk = idx / T, b = bk / NKV, kvh = bk % NKV;
-            const int64_t t2 = T - 1 - zigzag(idx % T, T);
-            float* dkr = dk + ((b * T + t2) * NKV + kvh) * HD;
-            float* dvr = dv + ((b * T + t2) * NKV + kvh) * HD;
-            std::memset(dkr, 0, sizeof(float) * HD);
-            std::memset(dvr, 0, sizeof(float) * HD);
+            const int64_t bk = idx / nblk, b = bk / NKV, kvh = bk % NKV;
+            const int64_t j0 = (nblk - 1 - zigzag(idx % nblk, nblk)) * kAttBlock, j1 = std::min(T, j0 + kAttBlock);
+            float* dkb = dk + (b * T + j0) * ks + kvh * HD;
+            float* dvb = dv + (b * T + j0) * ks + kvh * HD;
             for (int64_t h = kvh * rep; h < (kvh + 1) * rep; ++h) {
                 const int64_t bh = b * NH + h;
-                for (int64_t t = t2; t < T; ++t) {
-                    const int64_t r = (bh * T + t) * T + t2;
-                    simd::axpy_f32(datt[r] * scale, q + ((b * T + t) * NH + h) * HD, dkr, HD);
-                    simd::axpy_f32(att[r], dout + ((b * T + t) * NH + h) * HD, dvr, HD);
-                }
+                const bool acc = h != kvh * rep;
+                const int64_t off = (bh * T + j0) * T + j0;  // (row t = j0, column j0)
+                small_gemm(dkb, ks, datt + off, T, true, q + (b * T + j0) * qs + h * HD, qs, false, j1 - j0, HD,
+                           T - j0, acc);
+                small_gemm(dvb, ks, att + off, T, true, dout + (b * T + j0) * qs + h * HD, qs, false, j1 - j0, HD,
+                           T - j0, acc);
             }
+            for (int64_t j = 0; j < j1 - j0; ++j)
+                for (int64_t d = 0; d < HD; ++d) dkb[j * ks + d] *= scale;
         }
     });
 }

@@ -199,6 +199,15 @@ void gemm_cpu(const GemmArgs& g) {
     }
 }
 
+void gemm_cpu_serial(const GemmArgs& g) {
+    if (g.M <= 0 || g.N <= 0) return;
+    switch (simd::active_isa()) {
+        case simd::Isa::Avx512: return gemm_range<12, 32>(g, kernel_avx512, 0, g.N);
+        case simd::Isa::Avx2: return gemm_range<6, 16>(g, kernel_avx2, 0, g.N);
+        default: return gemm_range<4, 16>(g, kernel_portable, 0, g.N);
+    }
+}
+
 void gemm_ref(const GemmArgs& g) {
     const auto* b = static_cast<const uint8_t*>(g.b);
     auto b_at = [&](int64_t k, int64_t n) -> double {

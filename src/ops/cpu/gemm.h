@@ -36,6 +36,8 @@ struct GemmArgs {
 
 /** Fast blocked GEMM on the thread pool. */
 void gemm_cpu(const GemmArgs& g);
+/** The same kernels on the calling thread only: for callers that already split work across the pool. */
+void gemm_cpu_serial(const GemmArgs& g);
 /** Reference: double accumulators, single thread. */
 void gemm_ref(const GemmArgs& g);
 
