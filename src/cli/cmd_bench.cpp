@@ -31,6 +31,7 @@ struct BenchOptions {
     bool json = false;
     uint64_t seed = 0;
     std::string device = "cpu";  // --device, --batch, --exact (issue 7)
+    bool fp8_activations = false;
     int batch = 1;
     bool exact = false;
 };
@@ -47,6 +48,7 @@ void bench_command(const BenchOptions& o) {
     if (o.threads > 0) ThreadPool::set_global_threads(o.threads);
     // ---- --device cuda (issue 7): src/cuda/cli_cuda.cpp ----
     if (o.device != "cuda" && (o.batch != 1 || o.exact)) throw UsageError("bench: --batch and --exact need --device cuda");
+    if (o.fp8_activations && o.device == "cuda") apply_fp8_activations_flag(true, 1, o.device, "bench");
     if (o.device == "cuda") {
         DecoderModel host = DecoderModel::load(o.model);
         cuda::cli_bench(host, {o.model, o.prompt_len, o.gen_len, o.repeat, o.batch, o.json, o.exact, o.seed});
@@ -54,6 +56,7 @@ void bench_command(const BenchOptions& o) {
     }
     // ---- end --device cuda ----
     DecoderModel model = DecoderModel::load(o.model);
+    apply_fp8_activations_flag(o.fp8_activations, model.weights().num_fp8_linears, o.device, "bench");
     const int64_t V = model.config().vocab_size;
     std::mt19937 rng(static_cast<uint32_t>(o.seed));
     std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(std::min<int64_t>(V, 32000) - 1));
@@ -124,6 +127,7 @@ void register_bench(CLI::App& app) {
     c->add_option("--repeat", o->repeat, "Timed runs after one warm-up; the median is reported")->capture_default_str();
     c->add_option("--seed", o->seed, "Seed of the random prompt")->capture_default_str();
     c->add_flag("--json", o->json, "Print one JSON object");
+    c->add_flag("--fp8-activations", o->fp8_activations, kFp8ActivationsHelp);
     c->add_option("--device", o->device, "cpu or cuda (issue 7)")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
     c->add_option("--batch", o->batch, "Sequences decoded together (--device cuda)")->capture_default_str();
     c->add_flag("--exact", o->exact, "f32 activations on the GPU (--device cuda)");

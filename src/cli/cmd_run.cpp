@@ -38,6 +38,7 @@ struct RunOptions {
     std::string save_logits;
     int threads = 0;
     std::string device = "cpu";  // --device (issue 7)
+    bool fp8_activations = false;
 };
 
 void run_command(const RunOptions& o) {
@@ -48,6 +49,7 @@ void run_command(const RunOptions& o) {
 
     DecoderModel model = DecoderModel::load(o.model);
     const ModelConfig& cfg = model.config();
+    apply_fp8_activations_flag(o.fp8_activations, model.weights().num_fp8_linears, o.device, "run");
 
     std::optional<Tokenizer> tok;
     std::vector<int32_t> ids;
@@ -157,6 +159,7 @@ void register_run(CLI::App& app) {
     c->add_option("--save-logits", o->save_logits,
                   "Write the prompt's logits to this safetensors file (tensor 'logits', F32 [T, vocab])");
     c->add_option("--threads", o->threads, "Worker threads (default: all cores)");
+    c->add_flag("--fp8-activations", o->fp8_activations, kFp8ActivationsHelp);
     c->add_option("--device", o->device, "cpu or cuda (issue 7)")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
     c->callback([o] { run_command(*o); });
 }

@@ -7,8 +7,19 @@
 #include <cstdlib>
 
 #include "core/error.h"
+#include "ops/ops.h"
 
 namespace lmscope {
+
+void apply_fp8_activations_flag(bool on, int num_fp8_linears, const std::string& device, const char* command) {
+    if (!on) return;
+    if (device == "cuda")
+        throw UsageError(fmt::format("{}: --fp8-activations runs on the CPU only (the CUDA FP8 GEMV keeps activations f32)",
+                                     command));
+    if (num_fp8_linears == 0)
+        fmt::print(stderr, "note: --fp8-activations: the model has no FP8-block linears, so nothing changes\n");
+    set_fp8_activation_mode(true);
+}
 
 std::vector<int32_t> parse_id_list(const std::string& s, const std::string& flag) {
     std::vector<int32_t> ids;

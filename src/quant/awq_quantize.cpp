@@ -23,12 +23,21 @@ using json = nlohmann::json;
 
 namespace {
 
-double out_mse(const float* x, int64_t n, const Linear& ref, const Linear& q, const float* xq) {
+// MSE of q(xq) against ref(x). `row_scale` (out) when q's output rows were divided by the next group's
+// scales (up_proj before down_proj, v_proj before o_proj): multiplied back, so that both outputs are
+// in the original space (otherwise the fold itself would count as error).
+double out_mse(const float* x, int64_t n, const Linear& ref, const Linear& q, const float* xq,
+               const std::vector<float>* row_scale = nullptr) {
     std::vector<float> a(static_cast<size_t>(n * ref.out())), b(a.size());
     linear(x, n, ref, a.data());
     linear(xq, n, q, b.data());
+    const int64_t out = ref.out();
+    if (row_scale) LMS_CHECK(static_cast<int64_t>(row_scale->size()) == out);
     double s = 0;
-    for (size_t i = 0; i < a.size(); ++i) s += (double(a[i]) - double(b[i])) * (double(a[i]) - double(b[i]));
+    for (size_t i = 0; i < a.size(); ++i) {
+        const double bv = row_scale ? double(b[i]) * (*row_scale)[i % static_cast<size_t>(out)] : double(b[i]);
+        s += (double(a[i]) - bv) * (double(a[i]) - bv);
+    }
     return a.empty() ? 0.0 : s / double(a.size());
 }
 
@@ -104,7 +113,10 @@ struct Pipeline {
                 else if (rel == "mlp.down_proj") xo = &orig.down, xs = &feat.down;
                 else if (rel.rfind("self_attn.", 0) == 0) xo = &orig.qkv, xs = &feat.qkv;
                 else xo = &orig.gu, xs = &feat.gu;
-                const double m_awq = out_mse(xo->data(), n, *o, *fc, xs->data());
+                const std::vector<float>* row_scale = nullptr;  // this linear as a folded previous op
+                for (const AwqScaleEntry& e : results.scale)
+                    if (e.name == fc->name) row_scale = &e.value;
+                const double m_awq = out_mse(xo->data(), n, *o, *fc, xs->data(), row_scale);
                 const double m_rtn = out_mse(xo->data(), n, *o, rtn, xo->data());
                 linear_report.push_back({{"name", fc->name},
                                          {"mse_rtn", m_rtn},
