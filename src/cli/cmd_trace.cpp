@@ -1,10 +1,14 @@
 // lmscope trace: the component debug trace with numeric health checks.
 //   lmscope trace --model DIR (--prompt TEXT | --ids 1,2,3) [--filter PAT]... [--format md|json|html|term]
 //                 [--out FILE] [--rules FILE] [--check] [--save-values PAT]... [--print-rules]
+//                 [--device cpu|cuda [--exact]]
 //   lmscope trace diff A.json B.json [--json] [--threshold 1e-3] [--top N] [--check]
 // HF models are traced forward only: one pass over the prompt, every named intermediate tensor of
 // decoder.cpp plus attention scores/probabilities. Without --model the seed's GPT training trace runs
 // (run_default_gpt_trace, src/trace/default_run.h) once the GPT trainer provides it.
+// --device cuda runs the same forward on the GPU (CudaDecoder::prefill with the recorder as observer):
+// the same tensor names, each read back only when the filters want it, so `trace diff cpu.json
+// cuda.json` shows where the two backends part (docs/cuda.md "Trace").
 #include <fmt/core.h>
 
 #include <cmath>
@@ -15,6 +19,7 @@
 #include "cli/common.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "cuda/cuda_api.h"
 #include "io/atomic_file.h"
 #include "model/decoder.h"
 #include "tokenizer/tokenizer.h"
@@ -29,9 +34,9 @@ namespace lmscope {
 namespace {
 
 struct TraceOptions {
-    std::string model, prompt, ids, format, out, rules;
+    std::string model, prompt, ids, format, out, rules, device = "cpu";
     std::vector<std::string> filters, save_values;
-    bool check = false, print_rules = false;
+    bool check = false, print_rules = false, fp8_activations = false, exact = false;
     int threads = 0;
 };
 
@@ -54,6 +59,7 @@ void trace_command(const TraceOptions& o) {
     if (o.model.empty()) {
         // the default: the seed's GPT configuration, traced while it trains
         if (!o.prompt.empty() || !o.ids.empty()) throw UsageError("trace: --prompt/--ids need --model");
+        if (o.device != "cpu" || o.exact) throw UsageError("trace: --device cuda / --exact need --model");
         DefaultTraceOptions d{o.filters, o.save_values, o.format, o.out, o.rules, o.check, o.threads};
         run_default_gpt_trace(d);
         return;
@@ -63,6 +69,8 @@ void trace_command(const TraceOptions& o) {
 
     DecoderModel model = DecoderModel::load(o.model);
     const ModelConfig& cfg = model.config();
+    apply_fp8_activations_flag(o.fp8_activations, model.weights().num_fp8_linears, o.device, "trace");
+    if (o.exact && o.device != "cuda") throw UsageError("trace: --exact needs --device cuda");
     std::vector<int32_t> ids;
     if (!o.ids.empty()) {
         ids = parse_id_list(o.ids, "--ids");
@@ -110,9 +118,18 @@ void trace_command(const TraceOptions& o) {
     if (!all_logits)
         m.facts.emplace_back("Logits", "only the last position's logits are recorded (all positions would exceed "
                                        "the memory cap)");
-    KVCache cache = model.new_cache(T);
     std::vector<float> logits(static_cast<size_t>((all_logits ? T : 1) * V));
-    model.forward(ids.data(), T, cache, logits.data(), all_logits, &rec);
+    if (o.device == "cuda") {
+        // ---- --device cuda (issue 7): the forward on the GPU; src/cuda/decoder_cuda.cu shows the tensors ----
+        cuda::CudaDecoder dev(model, {o.exact, false});
+        dev.reset(1, T);
+        m.facts.emplace_back("Device", fmt::format("cuda, {} ({})", cuda::device_description(),
+                                                   o.exact ? "exact: f32 activations" : "fast: 16-bit GEMM activations for T > 8"));
+        dev.prefill(0, ids.data(), T, logits.data(), all_logits, &rec);
+    } else {
+        KVCache cache = model.new_cache(T);
+        model.forward(ids.data(), T, cache, logits.data(), all_logits, &rec);
+    }
 
     // The report tables show shapes with the batch dimension, like transformers: (1, T, ...).
     auto findings = emit_trace(rec, rules, {o.format, o.out, false});
@@ -149,6 +166,11 @@ void register_trace(CLI::App& app) {
         ->allow_extra_args(false);
     c->add_flag("--print-rules", o->print_rules, "Print the rule thresholds as a rules file and exit");
     c->add_option("--threads", o->threads, "Worker threads (default: all cores)");
+    c->add_flag("--fp8-activations", o->fp8_activations, kFp8ActivationsHelp);
+    c->add_option("--device", o->device, "cpu or cuda (the same tensor names; compare with `trace diff`)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"cpu", "cuda"}));
+    c->add_flag("--exact", o->exact, "--device cuda: f32 activations everywhere (the CPU's precision)");
 
     auto d = std::make_shared<DiffCmdOptions>();
     CLI::App* dc = c->add_subcommand("diff", "Compare two JSON traces: first component where they part, top divergences");

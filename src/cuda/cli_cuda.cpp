@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -32,10 +33,10 @@ void cli_run(const DecoderModel& model, const std::vector<int32_t>& ids, const T
     CudaDecoder dev(model);
     dev.reset(1, T + a.max_new_tokens + 1);
     const bool want_all = !a.save_logits.empty();
-    std::vector<float> logits(static_cast<size_t>((want_all ? T : 1) * V));
+    std::vector<float> logits(want_all ? static_cast<size_t>(T * V) : 0);
     using clock = std::chrono::steady_clock;
     auto t0 = clock::now();
-    dev.prefill(0, ids.data(), T, logits.data(), want_all);
+    dev.prefill(0, ids.data(), T, want_all ? logits.data() : nullptr, want_all);
     const double prefill_s = std::chrono::duration<double>(clock::now() - t0).count();
     if (want_all) {
         SafetensorsWriter w;
@@ -47,15 +48,23 @@ void cli_run(const DecoderModel& model, const std::vector<int32_t>& ids, const T
         w.write(a.save_logits);
     }
     auto is_eos = [&](int32_t id) { return std::find(a.eos.begin(), a.eos.end(), id) != a.eos.end(); };
-    Sampler sampler(a.sampling);
+    // Sampling runs on the GPU (sample_cuda) on logits that never leave it; the uniform draw comes from
+    // the CPU Sampler's generator (mt19937_64 seeded alike, one generate_canonical per sampled token),
+    // so both devices pick the same token from the same logits.
+    std::mt19937_64 rng(a.sampling.seed);
+    auto next_token = [&] {
+        double u = 0.0;
+        if (a.sampling.temperature > 0.0f) u = std::generate_canonical<double, std::numeric_limits<double>::digits>(rng);
+        int32_t id = 0;
+        dev.sample_next(a.sampling, &u, &id);
+        return id;
+    };
     std::optional<StreamDecoder> stream;
     if (tok) stream.emplace(*tok);
-    const float* last = logits.data() + (want_all ? (T - 1) * V : 0);
     int generated = 0;
     double decode_s = 0;
-    std::vector<float> step(static_cast<size_t>(V));
+    int32_t next = a.max_new_tokens > 0 ? next_token() : 0;
     for (int i = 0; i < a.max_new_tokens; ++i) {
-        const int32_t next = sampler.sample(last, V);
         ++generated;
         if (stream) {
             if (!(tok->is_special(next) && is_eos(next))) fmt::print("{}", stream->push(next));
@@ -65,9 +74,9 @@ void cli_run(const DecoderModel& model, const std::vector<int32_t>& ids, const T
         std::fflush(stdout);
         if (is_eos(next) || i + 1 == a.max_new_tokens) break;
         auto t1 = clock::now();
-        dev.decode(&next, step.data());
+        dev.decode(&next, nullptr);
+        next = next_token();
         decode_s += std::chrono::duration<double>(clock::now() - t1).count();
-        last = step.data();
     }
     if (stream) fmt::print("{}", stream->flush());
     if (a.max_new_tokens > 0) fmt::print("\n");
@@ -126,8 +135,13 @@ void cli_bench(const DecoderModel& model, const CliBenchArgs& a) {
     const bool tied = model.weights().lm_head.weight.raw() == model.weights().embed.raw();
     const double step_weight_bytes =
         static_cast<double>(wbytes) - (tied ? 0.0 : static_cast<double>(model.weights().embed.nbytes()));
+    const LinearFormat fmt0 = model.weights().layers.at(0).q.format;
+    const std::string format = fmt0 == LinearFormat::Fp8Block ? "fp8-block"
+                               : fmt0 == LinearFormat::AwqInt4 ? "awq-int4"
+                                                               : dtype_name(model.weights().layers.at(0).q.weight.dtype());
     if (a.json) {
         nlohmann::json j = {{"model", a.model},
+                            {"weights_format", format},
                             {"device", device_description()},
                             {"prefill_tok_s", p},
                             {"decode_tok_s", d},
@@ -142,7 +156,7 @@ void cli_bench(const DecoderModel& model, const CliBenchArgs& a) {
                             {"prefill_flops", prefill_flops}};
         fmt::print("{}\n", j.dump());
     } else {
-        fmt::print("model {}  weights {}  device {}\n", a.model, human_bytes(static_cast<double>(wbytes)),
+        fmt::print("model {}  weights {} ({})  device {}\n", a.model, human_bytes(static_cast<double>(wbytes)), format,
                    device_description());
         fmt::print("prefill {:>5} tokens: {:10.1f} tok/s (median of {})\n", a.prompt_len, p, a.repeat);
         if (a.gen_len > 0)

@@ -1,9 +1,10 @@
 // The CUDA backend as the rest of lmscope sees it: plain C++ (no CUDA headers), so the CLI and the
 // tests compile in every build. With nvcc (LMSCOPE_HAVE_CUDA) it is implemented in src/cuda/*.cu;
 // without, src/cuda/no_cuda.cpp answers device_count() == 0 and throws Error("built without CUDA").
-// CudaDecoder mirrors DecoderModel: weights uploaded once in their stored dtype (q/k/v and gate/up
-// concatenated), KV caches for B sequences on the GPU, prefill of T tokens and batched decode steps
-// (captured once as a CUDA graph per batch size, replayed every step).
+// CudaDecoder mirrors DecoderModel: weights uploaded once in their stored format (dense, FP8-block,
+// AWQ int4; q/k/v and gate/up concatenated), KV caches for B sequences on the GPU, prefill of T
+// tokens and batched decode steps (captured once as a CUDA graph per batch size, replayed every
+// step), sampling on the GPU, and traced prefills that show the decoder's named tensors.
 #pragma once
 
 #include <cstdint>
@@ -12,10 +13,12 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/sampler.h"
 
 namespace lmscope {
 
 class DecoderModel;
+class TensorObserver;
 
 namespace cuda {
 
@@ -57,8 +60,11 @@ public:
     /**
      * Runs T tokens (host ids) of sequence `seq` at its current length and appends their K/V.
      * logits (host): (T, V) if all_logits, else (1, V) for the last token; may be null.
+     * observer: shows the tensors of DecoderModel::forward's names that it wants (read back only
+     * then; see docs/cuda.md "Trace"); T must fit one chunk (4096 rows) when set.
      */
-    void prefill(int seq, const int32_t* ids, int64_t T, float* logits, bool all_logits);
+    void prefill(int seq, const int32_t* ids, int64_t T, float* logits, bool all_logits,
+                 TensorObserver* observer = nullptr);
     /** One token for each of the `batch` sequences (host ids (B)); logits (B, V) to host, may be null. */
     void decode(const int32_t* ids, float* logits);
     /**
@@ -66,6 +72,13 @@ public:
      * round trip): first (B) are the tokens to feed first; out (n, B) the tokens chosen.
      */
     void decode_greedy(const int32_t* first, int n, int32_t* out);
+    /**
+     * Draws the next token on the GPU from the logits of the last prefill (its last token: 1 row)
+     * or decode step (B rows), as lmscope::Sampler with `p`: u (rows) are the host's uniform draws in
+     * [0, 1) (std::generate_canonical of the Sampler's mt19937_64 reproduces the CPU's choice; unused
+     * when p.temperature <= 0, which takes the argmax). out (rows) host ids.
+     */
+    void sample_next(const SamplingParams& p, const double* u, int32_t* out);
     /** Waits for the GPU. */
     void synchronize();
 

@@ -1,11 +1,15 @@
 // CudaDecoder: the decoder forward of model/decoder.cpp on the GPU. Weights uploaded once in their
-// stored dtype (q|k|v and gate|up concatenated so each is one GEMV/GEMM), norms and biases as f32;
+// stored format (upload_linear_cuda: dense dtype, FP8-block codes + block scales, AWQ repacked to
+// output rows; q|k|v and gate|up concatenated so each is one GEMV/GEMM), norms and biases as f32;
 // KV caches (layers, sequences, capacity, Hkv, D) on the GPU. Rows of one forward are either T tokens
 // of one sequence (prefill) or one token of each of B sequences (decode). Per layer:
 //   small R (<= 8) or exact:  qkv = gemv(rmsnorm(x)) | q/k norm + rope + cache | split-K attention |
 //                             x += gemv(att) | gu = gemv(rmsnorm(x)) | x += gemv(silu(g) * u)
 //   large R, 16-bit weights:  rmsnorm -> bf16 | cuBLAS | ... | flash prefill (or split-K) | cuBLAS with
-//                             beta = 1 (residual in the epilogue) | SwiGLU kernel | cuBLAS (beta = 1)
+//                             beta = 1 (residual in the epilogue) | SwiGLU kernel | cuBLAS (beta = 1);
+//                             FP8 / AWQ linears are dequantised into one 16-bit scratch (sized for the
+//                             largest) right before their GEMM
+// A traced prefill (observer set) also shows DecoderModel::forward's named tensors (decoder_trace.cuh).
 // A decode step (positions read on the device, argmax feeding the next step's ids, positions advanced
 // on the device) is captured once as a CUDA graph per batch size and replayed.
 
@@ -14,9 +18,11 @@
 
 #include "cuda/common.cuh"
 #include "cuda/cuda_api.h"
+#include "cuda/decoder_trace.cuh"
 #include "model/decoder.h"
 #include "model/rope_table.h"
 #include "ops/cuda/ops_cuda.h"
+#include "trace/attention_probe.h"
 
 namespace lmscope::cuda {
 
@@ -44,15 +50,16 @@ struct CudaDecoder::Impl {
     cudaStream_t stream = nullptr;
     cublasHandle_t blas = nullptr;
     std::vector<DeviceBuffer> owned;
+    DeviceArena linears;  // every linear's weights, scales and biases
     size_t wbytes = 0;
     DeviceTensor embed;
     std::vector<Layer> layers;
     const float* final_norm = nullptr;
     DeviceLinear lm_head;
     DeviceBuffer inv_freq;
-    DType wdtype = DType::BF16;
-    bool gemm_ok = false;  // 16-bit dense weights, not exact: GEMMs for large R
+    bool gemm_ok = false;  // 16-bit dense or quantized weights, not exact: GEMMs for large R
     DType act16 = DType::BF16;
+    DeviceBuffer dequant;  // 16-bit copy of one quantized linear for its GEMM (the largest fits)
     DType kv_dtype = DType::F32;
 
     int batch = 0;
@@ -67,6 +74,10 @@ struct CudaDecoder::Impl {
     bool warmed = false;
     int32_t* h_out = nullptr;  // pinned, B ids per step
     size_t h_out_n = 0;
+    int64_t last_row0 = 0, last_rows = 0;  // rows of `logits` the last prefill / decode step produced
+    DeviceBuffer sample_work, d_u, d_sampled;
+    DeviceTrace tr;       // set during a traced prefill
+    DeviceBuffer tr_buf;  // trace-only outputs (never read by the forward)
 
     const float* upload_f32(const Tensor& t) {
         if (!t.defined()) return nullptr;
@@ -75,49 +86,16 @@ struct CudaDecoder::Impl {
         owned.back().upload(f.raw(), f.nbytes());
         return owned.back().get<float>();
     }
-    // concatenation along `out` of dense linears with the same dtype and `in`
-    DeviceLinear upload_linears(const std::vector<const Linear*>& ls, bool with_bias) {
-        DeviceLinear d;
-        d.in = ls[0]->in();
-        d.dtype = ls[0]->weight.dtype();
-        size_t bytes = 0;
-        for (const Linear* l : ls) {
-            if (l->format != LinearFormat::Dense)
-                fail_rt("CUDA backend: {} is {}; only dense F32/F16/BF16 weights run on CUDA so far", l->name,
-                     l->format == LinearFormat::Fp8Block ? "FP8-block" : "AWQ int4");
-            if (l->weight.dtype() != d.dtype || l->in() != d.in)
-                fail_rt("CUDA backend: {} ({}) cannot be fused with {}", l->name, dtype_name(l->weight.dtype()),
-                     ls[0]->name);
-            bytes += l->weight.nbytes();
-            d.out += l->out();
-        }
-        owned.emplace_back(bytes);
-        size_t off = 0;
-        for (const Linear* l : ls) {
-            owned.back().upload(l->weight.raw(), l->weight.nbytes(), off);
-            off += l->weight.nbytes();
-        }
-        d.weight = owned.back().get();
-        wbytes += bytes;
-        bool any_bias = false;
-        for (const Linear* l : ls) any_bias |= l->bias.defined();
-        if (any_bias) {
-            std::vector<float> b;
-            for (const Linear* l : ls) {
-                if (l->bias.defined()) {
-                    auto v = l->bias.to_f32_vector();
-                    b.insert(b.end(), v.begin(), v.end());
-                } else {
-                    b.insert(b.end(), static_cast<size_t>(l->out()), 0.0f);
-                }
-            }
-            owned.emplace_back(b.size() * sizeof(float));
-            owned.back().upload(b.data(), b.size() * sizeof(float));
-            wbytes += b.size() * sizeof(float);
-            if (with_bias) d.bias = owned.back().get<float>();
-        }
+    // concatenation along `out` (same format and `in`)
+    DeviceLinear upload_linears(const std::vector<const Linear*>& ls) {
+        const size_t before = linears.bytes();
+        DeviceLinear d = upload_linear_cuda(ls, linears, act16, stream);
+        wbytes += linears.bytes() - before;
+        if (d.format != LinearFormat::Dense)
+            dequant_bytes = std::max(dequant_bytes, static_cast<size_t>(d.out * d.in) * dtype_size(act16));
         return d;
     }
+    size_t dequant_bytes = 0;
 
     void ensure_workspace(int64_t R, int64_t logit_rows) {
         const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, QD = cfg.q_dim(), KVD = cfg.kv_dim();
@@ -165,28 +143,91 @@ struct CudaDecoder::Impl {
         return {kcache.get<char>() + l * per_layer, vcache.get<char>() + l * per_layer, kv_dtype, capacity};
     }
 
+    // ---- trace points (tr.obs set): tensors the forward does not keep are computed into tr_buf ----
+    std::string lname(size_t l, const char* what) const { return "model.layers." + std::to_string(l) + "." + what; }
+    void trace_norm(const std::string& name, const float* xin, int64_t R, const float* w) {
+        if (!tr.wants(name)) return;
+        const int64_t H = cfg.hidden_size;
+        rms_norm_cuda(xin, R, H, w, static_cast<float>(cfg.rms_norm_eps), tr_buf.get(), DType::F32, stream);
+        tr.show(name, tr_buf.get(), DType::F32, R, H, H, {R, H});
+    }
+    // columns [c0, c0 + n) of qkv (R, QKV) plus the bias: the projection as the CPU has it; with a
+    // norm weight, also its per-head RMSNorm (fused into qkv_rope_cache on the forward path)
+    void trace_proj(size_t l, const char* proj, const char* norm_name, int64_t R, int64_t c0, int64_t n, int64_t heads,
+                    const float* bias, const float* nw) {
+        const std::string pn = lname(l, proj), nn = norm_name ? lname(l, norm_name) : std::string();
+        if (!tr.wants(pn) && !(nw && tr.wants(nn))) return;
+        const int64_t QKV = cfg.q_dim() + 2 * cfg.kv_dim(), D = cfg.head_dim;
+        float* t = tr_buf.get<float>();
+        CUDA_CHECK(cudaMemcpy2DAsync(t, sizeof(float) * n, qkv.get<float>() + c0, sizeof(float) * QKV, sizeof(float) * n, R,
+                                     cudaMemcpyDeviceToDevice, stream));
+        if (bias) add_bias_cuda(t, R, n, bias + c0, stream);
+        tr.show(pn, t, DType::F32, R, n, n, {R, n});
+        if (nw && tr.wants(nn)) {
+            rms_norm_cuda(t, R * heads, D, nw, static_cast<float>(cfg.rms_norm_eps), t, DType::F32, stream);
+            tr.show(nn, t, DType::F32, R, n, n, {R, heads, D});
+        }
+    }
+    void trace_attention(size_t l, int64_t R, int64_t pos0, int prefill_seq, const KvView& kvl, float scale) {
+        const std::string prefix = lname(l, "self_attn.");
+        const int64_t QD = cfg.q_dim(), KVD = cfg.kv_dim();
+        const size_t base = static_cast<size_t>((prefill_seq * capacity + pos0) * KVD) * dtype_size(kv_dtype);
+        tr.show(prefix + "k_rope", static_cast<const char*>(kvl.k) + base, kv_dtype, R, KVD, KVD,
+                {R, cfg.num_kv_heads, cfg.head_dim});
+        if (!tr.wants(prefix + "scores") && !tr.wants(prefix + "attn_probs")) return;
+        // the (T, S) matrices never exist on the GPU: the host probe of the CPU trace, on the GPU's q and K
+        const std::vector<float> qh = tr.download(q.get(), DType::F32, R, QD, QD);
+        const size_t seq_base = static_cast<size_t>(prefill_seq * capacity * KVD) * dtype_size(kv_dtype);
+        const std::vector<float> kh = tr.download(static_cast<const char*>(kvl.k) + seq_base, kv_dtype, pos0 + R, KVD, KVD);
+        const AttentionShape as{R, pos0, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, scale};
+        observe_attention(tr.obs, prefix, qh.data(), kh.data(), as);
+    }
+    // the output of a linear alone (the forward adds it into x): the same kernel, into tr_buf
+    void trace_linear(const std::string& name, bool gemm, const void* xin, int64_t R, const DeviceLinear& w,
+                      const GemvIn& gi) {
+        if (!tr.wants(name)) return;
+        if (gemm)
+            linear_gemm_cuda(blas, xin, R, w, tr_buf.get(), DType::F32, false, stream, dequant.get());
+        else
+            linear_gemv_cuda(static_cast<const float*>(xin), R, w, gi, tr_buf.get<float>(), w.out, false, stream);
+        tr.show(name, tr_buf.get(), DType::F32, R, w.out, w.out, {R, w.out});
+    }
+
     // ids of the R rows are in `ids` (device); logits of rows first_out.. go to `logits`
     void forward_rows(const int32_t* ids, int64_t R, const RowPos& rows, int64_t max_len, int prefill_seq,
                       int64_t pos0, int64_t first_out) {
         const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, Hq = cfg.num_heads, Hkv = cfg.num_kv_heads;
-        const int64_t D = cfg.head_dim, QKV = cfg.q_dim() + 2 * cfg.kv_dim();
+        const int64_t D = cfg.head_dim, QD = cfg.q_dim(), KVD = cfg.kv_dim(), QKV = QD + 2 * KVD;
         const float eps = static_cast<float>(cfg.rms_norm_eps), scale = 1.0f / std::sqrt(static_cast<float>(D));
         const bool gemm = gemm_ok && R > kGemvMaxRows;
+        const bool traced = tr.obs != nullptr;
         cudaStream_t st = stream;
+        void* deq = dequant.get();
         float* xp = x.get<float>();
         embedding_cuda(ids, R, embed, H, xp, st);
+        if (traced) tr.show("model.embed_tokens", xp, DType::F32, R, H, H, {R, H});
         for (size_t l = 0; l < layers.size(); ++l) {
             const Layer& L = layers[l];
             const KvView kvl = kv(static_cast<int64_t>(l));
+            if (traced) trace_norm(lname(l, "input_layernorm"), xp, R, L.in_norm);
             if (gemm) {
                 rms_norm_cuda(xp, R, H, L.in_norm, eps, xb.get(), act16, st);
-                linear_gemm_cuda(blas, xb.get(), R, L.qkv, qkv.get(), DType::F32, false, st);
+                linear_gemm_cuda(blas, xb.get(), R, L.qkv, qkv.get(), DType::F32, false, st, deq);
             } else {
                 linear_gemv_cuda(xp, R, L.qkv, {GemvInput::RmsNorm, L.in_norm, eps, 0, 0}, qkv.get<float>(), QKV,
                                  false, st);
             }
+            if (traced) {
+                trace_proj(l, "self_attn.q_proj", "self_attn.q_norm", R, 0, QD, Hq, L.qkv_bias, L.q_norm);
+                trace_proj(l, "self_attn.k_proj", "self_attn.k_norm", R, QD, KVD, Hkv, L.qkv_bias, L.k_norm);
+                trace_proj(l, "self_attn.v_proj", nullptr, R, QD + KVD, KVD, Hkv, L.qkv_bias, nullptr);
+            }
             qkv_rope_cache_cuda(qkv.get<float>(), L.qkv_bias, R, Hq, Hkv, D, L.q_norm, L.k_norm, eps,
                                 inv_freq.get<float>(), rows, q.get<float>(), kvl, st);
+            if (traced) {
+                tr.show(lname(l, "self_attn.q_rope"), q.get(), DType::F32, R, QD, QD, {R, Hq, D});
+                trace_attention(l, R, pos0, prefill_seq, kvl, scale);
+            }
             const DType att_dt = gemm ? act16 : DType::F32;
             if (prefill_seq >= 0 && gemm && attention_prefill_supported(D))
                 attention_prefill_cuda(q.get<float>(), R, pos0, Hq, Hkv, D, scale, kvl, prefill_seq, att.get(), att_dt,
@@ -194,29 +235,59 @@ struct CudaDecoder::Impl {
             else
                 attention_decode_cuda(q.get<float>(), R, Hq, Hkv, D, scale, kvl, rows, max_len, attn_work.get<float>(),
                                       att.get(), att_dt, st);
+            if (traced) {
+                tr.show(lname(l, "self_attn.attn_output"), att.get(), att_dt, R, QD, QD, {R, Hq, D});
+                trace_linear(lname(l, "self_attn.o_proj"), gemm, att.get(), R, L.o, {});
+            }
             if (gemm) {
-                linear_gemm_cuda(blas, att.get(), R, L.o, xp, DType::F32, true, st);
+                linear_gemm_cuda(blas, att.get(), R, L.o, xp, DType::F32, true, st, deq);
+                if (traced) tr.show(lname(l, "attn_residual"), xp, DType::F32, R, H, H, {R, H});
+                if (traced) trace_norm(lname(l, "post_attention_layernorm"), xp, R, L.post_norm);
                 rms_norm_cuda(xp, R, H, L.post_norm, eps, xb.get(), act16, st);
-                linear_gemm_cuda(blas, xb.get(), R, L.gate_up, gu.get(), act16, false, st);
+                linear_gemm_cuda(blas, xb.get(), R, L.gate_up, gu.get(), act16, false, st, deq);
                 silu_mul_rows_cuda(gu.get(), R, I, act.get(), act16, st);
-                linear_gemm_cuda(blas, act.get(), R, L.down, xp, DType::F32, true, st);
+                if (traced) {
+                    const size_t es = dtype_size(act16);
+                    tr.show(lname(l, "mlp.gate_proj"), gu.get(), act16, R, I, 2 * I, {R, I});
+                    tr.show(lname(l, "mlp.up_proj"), gu.get<char>() + I * es, act16, R, I, 2 * I, {R, I});
+                    tr.show(lname(l, "mlp.act"), act.get(), act16, R, I, I, {R, I});
+                    trace_linear(lname(l, "mlp.down_proj"), true, act.get(), R, L.down, {});
+                }
+                linear_gemm_cuda(blas, act.get(), R, L.down, xp, DType::F32, true, st, deq);
             } else {
                 linear_gemv_cuda(att.get<float>(), R, L.o, {}, xp, H, true, st);
+                if (traced) tr.show(lname(l, "attn_residual"), xp, DType::F32, R, H, H, {R, H});
+                if (traced) trace_norm(lname(l, "post_attention_layernorm"), xp, R, L.post_norm);
                 linear_gemv_cuda(xp, R, L.gate_up, {GemvInput::RmsNorm, L.post_norm, eps, 0, 0}, gu.get<float>(),
                                  2 * I, false, st);
-                linear_gemv_cuda(gu.get<float>(), R, L.down, {GemvInput::SiluMul, nullptr, eps, 2 * I, I}, xp, H, true,
-                                 st);
+                const GemvIn swiglu{GemvInput::SiluMul, nullptr, eps, 2 * I, I};
+                if (traced) {
+                    tr.show(lname(l, "mlp.gate_proj"), gu.get(), DType::F32, R, I, 2 * I, {R, I});
+                    tr.show(lname(l, "mlp.up_proj"), gu.get<float>() + I, DType::F32, R, I, 2 * I, {R, I});
+                    if (tr.wants(lname(l, "mlp.act"))) {  // fused into the down GEMV's staging on the forward path
+                        silu_mul_rows_cuda(gu.get(), R, I, tr_buf.get(), DType::F32, st);
+                        tr.show(lname(l, "mlp.act"), tr_buf.get(), DType::F32, R, I, I, {R, I});
+                    }
+                    trace_linear(lname(l, "mlp.down_proj"), false, gu.get(), R, L.down, swiglu);
+                }
+                linear_gemv_cuda(gu.get<float>(), R, L.down, swiglu, xp, H, true, st);
             }
+            if (traced) tr.show("model.layers." + std::to_string(l), xp, DType::F32, R, H, H, {R, H});
         }
         const int64_t n_out = R - first_out;
         const float* xo = xp + first_out * H;
+        if (traced && tr.wants("model.norm")) {
+            rms_norm_cuda(xo, n_out, H, final_norm, eps, tr_buf.get(), DType::F32, st);
+            tr.show("model.norm", tr_buf.get(), DType::F32, n_out, H, H, {n_out, H});
+        }
         if (gemm_ok && n_out > kGemvMaxRows) {
             rms_norm_cuda(xo, n_out, H, final_norm, eps, xb.get(), act16, st);
-            linear_gemm_cuda(blas, xb.get(), n_out, lm_head, logits.get(), DType::F32, false, st);
+            linear_gemm_cuda(blas, xb.get(), n_out, lm_head, logits.get(), DType::F32, false, st, deq);
         } else {
             linear_gemv_cuda(xo, n_out, lm_head, {GemvInput::RmsNorm, final_norm, eps, 0, 0}, logits.get<float>(),
                              cfg.vocab_size, false, st);
         }
+        if (traced) tr.show("logits", logits.get(), DType::F32, n_out, cfg.vocab_size, cfg.vocab_size, {n_out, cfg.vocab_size});
     }
 
     void enqueue_decode_step() {
@@ -249,6 +320,8 @@ struct CudaDecoder::Impl {
             CUDA_CHECK(cudaGraphLaunch(graph, stream));
         }
         for (int b = 0; b < batch; ++b) ++len[static_cast<size_t>(b)];
+        last_row0 = 0;
+        last_rows = batch;
     }
 };
 
@@ -263,9 +336,22 @@ CudaDecoder::CudaDecoder(const DecoderModel& host, CudaOptions opt) : impl_(std:
     CUDA_CHECK(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking));
     m.blas = default_cublas();
 
-    m.wdtype = w.layers.at(0).q.weight.dtype();
-    m.gemm_ok = !opt.exact && (m.wdtype == DType::BF16 || m.wdtype == DType::F16) && !cfg.mlp_bias;
-    m.act16 = m.wdtype == DType::F16 ? DType::F16 : DType::BF16;
+    if (fp8_activation_mode() && w.num_fp8_linears > 0)
+        throw_usage_error("CUDA backend: FP8 activation quantisation (--fp8-activations / LMSCOPE_FP8_ACT) runs on the CPU only");
+    // GEMM activations (large R): f16 when a dense weight is f16 (AWQ checkpoints keep f16 beside the
+    // int4 linears), else bf16; every dense linear must then be in that dtype (FP8 / AWQ ones are
+    // dequantised to it), else every R runs through the f32 GEMV
+    std::vector<const Linear*> all;
+    for (const LayerWeights& L : w.layers)
+        for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) all.push_back(l);
+    all.push_back(&w.lm_head);
+    bool any_f16 = false, dense16 = true;
+    for (const Linear* l : all)
+        if (l->format == LinearFormat::Dense) any_f16 |= l->weight.dtype() == DType::F16;
+    m.act16 = any_f16 ? DType::F16 : DType::BF16;
+    for (const Linear* l : all)
+        if (l->format == LinearFormat::Dense) dense16 &= l->weight.dtype() == m.act16;
+    m.gemm_ok = !opt.exact && dense16 && !cfg.mlp_bias;
     m.kv_dtype = m.gemm_ok ? m.act16 : DType::F32;
 
     m.owned.reserve(16 * w.layers.size() + 16);
@@ -281,12 +367,12 @@ CudaDecoder::CudaDecoder(const DecoderModel& host, CudaOptions opt) : impl_(std:
             d.q_norm = m.upload_f32(L.q_norm);
             d.k_norm = m.upload_f32(L.k_norm);
         }
-        d.qkv = m.upload_linears({&L.q, &L.k, &L.v}, false);
-        if (L.q.bias.defined() || L.k.bias.defined() || L.v.bias.defined())
-            d.qkv_bias = m.owned.back().get<float>();  // the concatenated bias just uploaded
-        d.o = m.upload_linears({&L.o}, true);
-        d.gate_up = m.upload_linears({&L.gate, &L.up}, true);
-        d.down = m.upload_linears({&L.down}, true);
+        d.qkv = m.upload_linears({&L.q, &L.k, &L.v});
+        d.qkv_bias = d.qkv.bias;  // added by qkv_rope_cache, not by the GEMV / GEMM
+        d.qkv.bias = nullptr;
+        d.o = m.upload_linears({&L.o});
+        d.gate_up = m.upload_linears({&L.gate, &L.up});
+        d.down = m.upload_linears({&L.down});
         m.layers.push_back(d);
     }
     m.final_norm = m.upload_f32(w.final_norm);
@@ -296,8 +382,9 @@ CudaDecoder::CudaDecoder(const DecoderModel& host, CudaOptions opt) : impl_(std:
         m.lm_head.in = cfg.hidden_size;
         m.lm_head.out = cfg.vocab_size;
     } else {
-        m.lm_head = m.upload_linears({&w.lm_head}, true);
+        m.lm_head = m.upload_linears({&w.lm_head});
     }
+    if (m.gemm_ok && m.dequant_bytes) m.dequant.resize(m.dequant_bytes);
     const std::vector<float> inv = rope_inv_freq(cfg.rope, cfg.head_dim);
     m.inv_freq.resize(inv.size() * sizeof(float));
     m.inv_freq.upload(inv.data(), inv.size() * sizeof(float));
@@ -345,7 +432,8 @@ void CudaDecoder::clear() {
 
 int64_t CudaDecoder::length(int seq) const { return impl_->len.at(static_cast<size_t>(seq)); }
 
-void CudaDecoder::prefill(int seq, const int32_t* ids, int64_t T, float* logits, bool all_logits) {
+void CudaDecoder::prefill(int seq, const int32_t* ids, int64_t T, float* logits, bool all_logits,
+                          TensorObserver* observer) {
     Impl& m = *impl_;
     if (seq < 0 || seq >= m.batch) throw_usage_error(format_msg("CUDA decoder: sequence {} of {}", seq, m.batch));
     if (T <= 0) return;
@@ -354,19 +442,34 @@ void CudaDecoder::prefill(int seq, const int32_t* ids, int64_t T, float* logits,
         fail_rt("KV cache holds {} positions; {} more do not fit after {}", m.capacity, T, m.len[s]);
     for (int64_t i = 0; i < T; ++i)
         if (ids[i] < 0 || ids[i] >= m.cfg.vocab_size) fail_rt("token id {} outside [0, {})", ids[i], m.cfg.vocab_size);
+    if (observer && T > kMaxPrefillRows)
+        throw_usage_error(format_msg("CUDA trace: at most {} tokens in one traced prefill ({} given)", kMaxPrefillRows, T));
     const int64_t V = m.cfg.vocab_size;
     for (int64_t t0 = 0; t0 < T; t0 += kMaxPrefillRows) {
         const int64_t Tc = std::min(kMaxPrefillRows, T - t0);
         const bool last = t0 + Tc == T;
         const int64_t first_out = all_logits ? 0 : Tc - 1;
         m.ensure_workspace(Tc, Tc - first_out);
+        if (observer) {
+            const ModelConfig& c = m.cfg;
+            m.tr_buf.reserve(static_cast<size_t>(Tc * std::max({c.q_dim(), c.hidden_size, c.intermediate_size})) * sizeof(float));
+            m.tr = {observer, m.stream};
+        }
         CUDA_CHECK(cudaMemcpyAsync(m.d_rowids.get(), ids + t0, sizeof(int32_t) * static_cast<size_t>(Tc),
                                    cudaMemcpyHostToDevice, m.stream));
         RowPos rows;
         rows.pos0 = m.len[s];
         rows.seq0 = seq;
-        m.forward_rows(m.d_rowids.get<int32_t>(), Tc, rows, m.len[s] + Tc, seq, m.len[s], first_out);
+        try {
+            m.forward_rows(m.d_rowids.get<int32_t>(), Tc, rows, m.len[s] + Tc, seq, m.len[s], first_out);
+        } catch (...) {
+            m.tr = {};
+            throw;
+        }
+        m.tr = {};
         m.len[s] += Tc;
+        m.last_row0 = Tc - first_out - 1;
+        m.last_rows = 1;
         if (logits && (all_logits || last)) {
             float* dst = all_logits ? logits + t0 * V : logits;
             CUDA_CHECK(cudaMemcpyAsync(dst, m.logits.get(), sizeof(float) * static_cast<size_t>((Tc - first_out) * V),
@@ -410,6 +513,23 @@ void CudaDecoder::decode_greedy(const int32_t* first, int n, int32_t* out) {
     }
     CUDA_CHECK(cudaStreamSynchronize(m.stream));
     std::memcpy(out, m.h_out, need * sizeof(int32_t));
+}
+
+void CudaDecoder::sample_next(const SamplingParams& p, const double* u, int32_t* out) {
+    Impl& m = *impl_;
+    if (m.last_rows <= 0) throw_usage_error("CUDA decoder: sample_next before any prefill or decode step");
+    const int64_t R = m.last_rows, V = m.cfg.vocab_size;
+    m.d_sampled.reserve(static_cast<size_t>(R) * sizeof(int32_t));
+    m.d_u.reserve(static_cast<size_t>(R) * sizeof(double));
+    if (p.temperature > 0.0f) {
+        m.sample_work.reserve(sample_workspace(R, V));
+        CUDA_CHECK(cudaMemcpyAsync(m.d_u.get(), u, sizeof(double) * static_cast<size_t>(R), cudaMemcpyHostToDevice, m.stream));
+    }
+    sample_cuda(m.logits.get<float>() + m.last_row0 * V, R, V, p, m.d_u.get<double>(), m.sample_work.get(),
+                m.d_sampled.get<int32_t>(), m.stream);
+    CUDA_CHECK(cudaMemcpyAsync(out, m.d_sampled.get(), sizeof(int32_t) * static_cast<size_t>(R), cudaMemcpyDeviceToHost,
+                               m.stream));
+    CUDA_CHECK(cudaStreamSynchronize(m.stream));
 }
 
 void CudaDecoder::synchronize() { CUDA_CHECK(cudaStreamSynchronize(impl_->stream)); }

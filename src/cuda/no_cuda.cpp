@@ -26,9 +26,10 @@ size_t CudaDecoder::kv_bytes_per_position() const { no_cuda(); }
 void CudaDecoder::reset(int, int64_t) { no_cuda(); }
 void CudaDecoder::clear() { no_cuda(); }
 int64_t CudaDecoder::length(int) const { no_cuda(); }
-void CudaDecoder::prefill(int, const int32_t*, int64_t, float*, bool) { no_cuda(); }
+void CudaDecoder::prefill(int, const int32_t*, int64_t, float*, bool, TensorObserver*) { no_cuda(); }
 void CudaDecoder::decode(const int32_t*, float*) { no_cuda(); }
 void CudaDecoder::decode_greedy(const int32_t*, int, int32_t*) { no_cuda(); }
+void CudaDecoder::sample_next(const SamplingParams&, const double*, int32_t*) { no_cuda(); }
 void CudaDecoder::synchronize() { no_cuda(); }
 
 GpuTimer::GpuTimer() { no_cuda(); }

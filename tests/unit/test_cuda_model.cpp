@@ -2,7 +2,11 @@
 // tools/gen_golden.py) and against itself: prefill logits within 1e-3 relative error (exact mode: f32
 // activations; fast mode, 16-bit checkpoints: bf16 activations into cuBLAS, reported and held to
 // 1e-2); token-by-token decode through the GPU KV cache, batched decode of several sequences and the
-// graph-chained greedy loop give the logits / tokens of a full prefill. Skips without CUDA or a GPU.
+// graph-chained greedy loop give the logits / tokens of a full prefill. FP8-block and AWQ int4
+// checkpoints (golden FP8 files; AWQ made here with lmscope's RTN quantiser) against the CPU decoder
+// on the same weights: exact mode (f32 activations) within 1e-3, fast mode (16-bit GEMMs when the
+// dense weights are 16-bit) within 1e-2, decode steps too. A traced CUDA prefill records the CPU
+// trace's tensor names with matching statistics. Skips without CUDA or a GPU.
 #include <gtest/gtest.h>
 
 #include "cuda/cuda_api.h"
@@ -13,10 +17,15 @@ TEST(CudaModel, GoldenLogits) { GTEST_SKIP() << "built without CUDA"; }
 
 #include <fmt/format.h>
 
+#include <filesystem>
+
 #include "io/safetensors.h"
 #include "model/decoder.h"
 #include "model/sampler.h"
+#include "quant/awq_quantize.h"
 #include "test_util.h"
+#include "trace/diff.h"
+#include "trace/recorder.h"
 
 using namespace lmscope;
 using lmscope::testing::golden_dir;
@@ -107,5 +116,128 @@ TEST_P(CudaGolden, BatchedDecodeMatchesPrefill) {
 
 INSTANTIATE_TEST_SUITE_P(Checkpoints, CudaGolden,
                          ::testing::Values("qwen3_gqa", "qwen3_gqa_bf16", "qwen3_tied", "qwen2_bias", "llama3_scaled"));
+
+namespace {
+
+// A model folder for a CudaQuant parameter: "awq:<golden>" is made here (RTN int4, AutoAWQ layout)
+std::string quant_model_dir(const std::string& p, int64_t group) {
+    if (p.rfind("awq:", 0) != 0) return golden_dir(p);
+    const std::string src = p.substr(4);
+    const std::string out = lmscope::testing::make_temp_dir("cuda_awq_" + src) + "/model";
+    AwqOptions o;
+    o.method = "rtn";
+    o.group_size = group;
+    o.report = false;
+    o.save_entries = false;
+    o.progress = false;
+    awq_quantize_checkpoint(golden_dir(src), out, o);
+    return out;
+}
+
+std::vector<float> cpu_logits(DecoderModel& host, const std::vector<int32_t>& ids) {
+    const int64_t T = static_cast<int64_t>(ids.size());
+    KVCache c = host.new_cache(T);
+    std::vector<float> y(static_cast<size_t>(T * host.config().vocab_size));
+    host.forward(ids.data(), T, c, y.data(), true);
+    return y;
+}
+
+std::vector<int32_t> some_ids(int64_t T, int64_t V) {
+    std::vector<int32_t> ids;
+    for (int64_t i = 0; i < T; ++i) ids.push_back(static_cast<int32_t>((i * 37 + 11) % V));
+    return ids;
+}
+
+}  // namespace
+
+class CudaQuant : public ::testing::TestWithParam<std::pair<std::string, int64_t>> {
+protected:
+    void SetUp() override {
+        if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+    }
+};
+
+// Prefill of 13 tokens (> 8: the GEMM path where the dense weights are 16-bit) and 8 decode steps
+// after a prefill of 5, each against the CPU decoder's logits on the same checkpoint.
+TEST_P(CudaQuant, LogitsMatchCpuDecoder) {
+    const auto [name, group] = GetParam();
+    const std::string dir = quant_model_dir(name, group);
+    DecoderModel host = DecoderModel::load(dir);
+    const int64_t V = host.config().vocab_size, T = 13, P = 5;
+    const std::vector<int32_t> ids = some_ids(T, V);
+    const std::vector<float> ref32 = cpu_logits(host, ids);
+    const std::vector<double> ref(ref32.begin(), ref32.end());
+    for (bool exact : {true, false}) {
+        const double tol = exact ? 1e-3 : 1e-2;
+        cuda::CudaDecoder dev(host, {exact, true});
+        dev.reset(1, T);
+        std::vector<float> logits(static_cast<size_t>(T * V));
+        dev.prefill(0, ids.data(), T, logits.data(), true);
+        const double e = rel_error(logits, ref);
+        dev.reset(1, T);
+        dev.prefill(0, ids.data(), P, nullptr, false);
+        double worst = 0;
+        std::vector<float> step(static_cast<size_t>(V));
+        for (int64_t t = P; t < T; ++t) {
+            dev.decode(&ids[static_cast<size_t>(t)], step.data());
+            worst = std::max(worst, rel_error(step, std::vector<double>(ref.begin() + t * V, ref.begin() + (t + 1) * V)));
+        }
+        fmt::print("  cuda {} {}: weights {} B, prefill T={} rel err {:.3g}, decode worst {:.3g}\n", name,
+                   exact ? "exact" : "fast", dev.weight_bytes(), T, e, worst);
+        EXPECT_LE(e, tol) << name << (exact ? " exact" : " fast");
+        EXPECT_LE(worst, tol) << name << (exact ? " exact" : " fast") << " decode";
+    }
+    if (name.rfind("awq:", 0) == 0) std::filesystem::remove_all(std::filesystem::path(dir).parent_path());
+}
+
+INSTANTIATE_TEST_SUITE_P(Checkpoints, CudaQuant,
+                         ::testing::Values(std::pair<std::string, int64_t>{"fp8_ours_qwen3_gqa", 0},
+                                           std::pair<std::string, int64_t>{"fp8_qwen3", 0},
+                                           std::pair<std::string, int64_t>{"fp8_qwen3_tied", 0},
+                                           std::pair<std::string, int64_t>{"awq:qwen3_gqa", 32},
+                                           std::pair<std::string, int64_t>{"awq:qwen2_bias", 16}),
+                         [](const auto& p) {
+                             std::string n = p.param.first;
+                             for (char& c : n)
+                                 if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                             return n;
+                         });
+
+// lmscope trace --device cuda: every tensor of the CPU trace, same shape, statistics within 1e-4 in
+// exact mode (f32 activations); in fast mode the names still match.
+TEST(CudaTrace, SameTensorsAsCpuTrace) {
+    if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+    for (const char* name : {"qwen3_gqa", "qwen2_bias", "qwen3_gqa_bf16"}) {
+        DecoderModel host = DecoderModel::load(golden_dir(name));
+        const int64_t V = host.config().vocab_size, T = 11;
+        const std::vector<int32_t> ids = some_ids(T, V);
+        TraceRecorder cpu_rec;
+        std::vector<float> logits(static_cast<size_t>(T * V));
+        {
+            KVCache c = host.new_cache(T);
+            host.forward(ids.data(), T, c, logits.data(), true, &cpu_rec);
+        }
+        for (bool exact : {true, false}) {
+            TraceRecorder gpu_rec;
+            cuda::CudaDecoder dev(host, {exact, false});
+            dev.reset(1, T);
+            dev.prefill(0, ids.data(), T, logits.data(), true, &gpu_rec);
+            double worst = 0;
+            std::string worst_name;
+            for (const TraceRecord& r : cpu_rec.records()) {
+                const TraceRecord* g = gpu_rec.find(r.name, r.phase, r.iteration);
+                ASSERT_NE(g, nullptr) << name << ": the CUDA trace lacks " << r.name;
+                const TensorDiff d = diff_records(r, *g);
+                if (d.divergence > worst) worst = d.divergence, worst_name = r.name;
+            }
+            EXPECT_EQ(gpu_rec.records().size(), cpu_rec.records().size()) << name;
+            fmt::print("  cuda trace {} {}: {} tensors, worst divergence {:.3g} ({})\n", name, exact ? "exact" : "fast",
+                       cpu_rec.records().size(), worst, worst_name);
+            if (exact) {
+                EXPECT_LE(worst, 1e-4) << name << " " << worst_name;
+            }
+        }
+    }
+}
 
 #endif  // LMSCOPE_HAVE_CUDA

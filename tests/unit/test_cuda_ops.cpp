@@ -3,6 +3,11 @@
 // every case, outputs poisoned with NaN (0xFF bytes) before each run so an unwritten element fails.
 // Metric: max |cuda - ref| / (1e-6 + max |ref|). Tolerances: f32 arithmetic 2e-5 (order of sums
 // only); a bf16/f16 output or bf16 tensor-core path 2e-2 (8-bit mantissa); exact ops 0.
+// Quantized linears (weights made by lmscope's own quantisers, reference linear_fp8_ref /
+// linear_awq_ref in double): the GEMV dequantises exactly (E4M3 -> f16 is exact, AWQ q - z is an
+// integer, the f16 scale is kept) and sums in f32: 2e-5. The GEMM path (dequantised to bf16/f16,
+// 16-bit activations into cuBLAS): 2e-2. Sampling: the token ids must equal lmscope::Sampler's for
+// the same uniform draws (0 mismatches).
 // Skips cleanly (GTEST_SKIP) in a build without CUDA or on a machine without a GPU.
 #include <gtest/gtest.h>
 
@@ -18,6 +23,7 @@ TEST(CudaOps, AllOpsMatchReference) { GTEST_SKIP() << "built without CUDA"; }
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <map>
 #include <random>
 
@@ -25,6 +31,9 @@ TEST(CudaOps, AllOpsMatchReference) { GTEST_SKIP() << "built without CUDA"; }
 #include "model/sampler.h"
 #include "ops/cuda/ops_cuda.h"
 #include "ops/ops.h"
+#include "quant/awq.h"
+#include "quant/awq_pack.h"
+#include "quant/fp8.h"
 
 using namespace lmscope;
 using namespace lmscope::cuda;
@@ -85,6 +94,144 @@ struct Case {
     double tol;
     std::function<double(std::mt19937&)> run;  // returns the error
 };
+
+// ---- quantized linears made with lmscope's quantisers ----
+Tensor f32_bias(int64_t out, std::mt19937& rng) { return tensor_of(randn(out, rng), {out}, DType::F32); }
+
+Linear make_fp8(int64_t out, int64_t in, Fp8BlockSize b, bool bias, std::mt19937& rng) {
+    const auto w = randn(out * in, rng, 0.1f);
+    Tensor codes = Tensor::empty(DType::F8_E4M3, {out, in});
+    Tensor scale = Tensor::empty(DType::F32, {(out + b.out - 1) / b.out, (in + b.in - 1) / b.in});
+    fp8_block_quantize_ref(w.data(), out, in, b, codes.data_mut<uint8_t>(), scale.data_mut<float>());
+    Linear l;
+    l.name = "fp8";
+    l.format = LinearFormat::Fp8Block;
+    l.weight = codes;
+    l.scale = scale;
+    l.block_out = b.out;
+    l.block_in = b.in;
+    l.in_features = in;
+    l.out_features = out;
+    if (bias) l.bias = f32_bias(out, rng);
+    return l;
+}
+
+Linear make_awq(int64_t out, int64_t in, int64_t group, bool bias, std::mt19937& rng) {
+    auto w = randn(out * in, rng, 0.1f);
+    AwqQuantized q;
+    awq_pseudo_quantize(w.data(), out, in, group, AwqMath::F16, &q, "awq");
+    AwqPacked p = awq_pack(q);
+    Linear l;
+    l.name = "awq";
+    l.format = LinearFormat::AwqInt4;
+    l.weight = p.qweight;
+    l.qzeros = p.qzeros;
+    l.scale = p.scales;
+    l.group_size = group;
+    l.in_features = in;
+    l.out_features = out;
+    if (bias) l.bias = f32_bias(out, rng);
+    return l;
+}
+
+// reference of several linears concatenated along out: y (T, sum out)
+std::vector<float> ref_concat(const std::vector<Linear>& ls, const std::vector<float>& x, int64_t T) {
+    int64_t total = 0;
+    for (const Linear& l : ls) total += l.out();
+    std::vector<float> y(static_cast<size_t>(T * total));
+    int64_t off = 0;
+    for (const Linear& l : ls) {
+        std::vector<float> part(static_cast<size_t>(T * l.out()));
+        if (l.format == LinearFormat::Fp8Block) linear_fp8_ref(x.data(), T, l, part.data());
+        else if (l.format == LinearFormat::AwqInt4) linear_awq_ref(x.data(), T, l, part.data());
+        else linear_ref(x.data(), T, l, part.data());
+        for (int64_t t = 0; t < T; ++t)
+            for (int64_t o = 0; o < l.out(); ++o) y[static_cast<size_t>(t * total + off + o)] = part[static_cast<size_t>(t * l.out() + o)];
+        off += l.out();
+    }
+    return y;
+}
+std::vector<const Linear*> ptrs(const std::vector<Linear>& ls) {
+    std::vector<const Linear*> p;
+    for (const Linear& l : ls) p.push_back(&l);
+    return p;
+}
+
+// GEMV (linear_cuda, all T in passes of <= 8) and, for T > 8, the dequantise + cuBLAS path
+void add_quant_cases(std::vector<Case>& cs, const std::string& tag, std::function<std::vector<Linear>(std::mt19937&)> make,
+                     int64_t in, const std::vector<int64_t>& Ts) {
+    for (int64_t T : Ts) {
+        cs.push_back({fmt::format("linear_{} gemv {} T={}", tag.substr(0, 3), tag, T), kF32, [=](std::mt19937& rng) {
+                          const std::vector<Linear> ls = make(rng);
+                          auto x = randn(T * in, rng);
+                          const auto ref = ref_concat(ls, x, T);
+                          DeviceArena arena;
+                          const DeviceLinear dl = upload_linear_cuda(ptrs(ls), arena);
+                          Dev dx(x), dy(ref.size() * 4);
+                          linear_cuda(dx.get(), T, dl, dy.get());
+                          return max_rel_diff(dy.f32(static_cast<int64_t>(ref.size())), ref);
+                      }});
+        if (T <= 8) continue;
+        for (DType dt : {DType::BF16, DType::F16})
+            cs.push_back({fmt::format("linear_{} gemm {} {} T={}", tag.substr(0, 3), tag, dtype_name(dt), T), k16,
+                          [=](std::mt19937& rng) {
+                              const std::vector<Linear> ls = make(rng);
+                              auto x = rounded(randn(T * in, rng), dt);
+                              const auto ref = ref_concat(ls, x, T);
+                              DeviceArena arena;
+                              const DeviceLinear dl = upload_linear_cuda(ptrs(ls), arena, dt);
+                              Dev dx(tensor_of(x, {T * in}, dt)), dy(ref.size() * 4), scratch(dl.out * dl.in * 2);
+                              linear_gemm_cuda(default_cublas(), dx.p, T, dl, dy.p, DType::F32, false, nullptr, scratch.p);
+                              return max_rel_diff(dy.f32(static_cast<int64_t>(ref.size())), ref);
+                          }});
+    }
+}
+
+// quantized GEMV with the fused input transforms and the residual add
+void add_quant_fused_cases(std::vector<Case>& cs, const std::string& tag, std::function<Linear(int64_t, std::mt19937&)> make) {
+    for (int mode = 0; mode < 2; ++mode)
+        for (int64_t in : {256, 1024})
+            for (int64_t T : {1, 3, 8})
+                cs.push_back({fmt::format("linear_{} gemv {} {} in={} T={} +residual", tag, mode ? "silu_mul" : "rms_norm", tag, in, T),
+                              kF32, [=](std::mt19937& rng) {
+                                  const int64_t xs = mode ? 2 * in : in;
+                                  const Linear w = make(in, rng);
+                                  const int64_t out = w.out();
+                                  auto x = randn(T * xs, rng, 2.0f), nw = randn(in, rng), r = randn(T * out, rng);
+                                  std::vector<float> xin(static_cast<size_t>(T * in));
+                                  for (int64_t t = 0; t < T; ++t) {
+                                      if (mode) silu_mul_ref(x.data() + t * xs, x.data() + t * xs + in, in, xin.data() + t * in);
+                                      else rms_norm_ref(x.data() + t * xs, 1, in, tensor_of(nw, {in}, DType::F32), 1e-6f, xin.data() + t * in);
+                                  }
+                                  auto ref = ref_concat({w}, xin, T);
+                                  for (size_t i = 0; i < ref.size(); ++i) ref[i] += r[i];
+                                  DeviceArena arena;
+                                  const DeviceLinear dl = upload_linear_cuda({&w}, arena);
+                                  Dev dx(x), dn(nw), dy(r);
+                                  GemvIn gi{mode ? GemvInput::SiluMul : GemvInput::RmsNorm, mode ? nullptr : dn.get(), 1e-6f, xs, in};
+                                  linear_gemv_cuda(dx.get(), T, dl, gi, dy.get(), out, true);
+                                  return max_rel_diff(dy.f32(T * out), ref);
+                              }});
+}
+
+// sample_cuda vs lmscope::Sampler with the same draws: `rounds` x R tokens, returns the mismatch fraction
+double sample_mismatch(int64_t R, int64_t V, SamplingParams p, int rounds, std::mt19937& rng) {
+    auto x = randn(R * V, rng, 3.0f);
+    Dev dx(x), dout(R * 4), du(R * 8), work(sample_workspace(R, V));
+    Sampler cpu(p);
+    std::mt19937_64 draws(p.seed);  // the Sampler's generator: the same uniform draws in the same order
+    int bad = 0;
+    for (int i = 0; i < rounds; ++i) {
+        std::vector<double> u(static_cast<size_t>(R));
+        for (auto& v : u) v = std::generate_canonical<double, std::numeric_limits<double>::digits>(draws);
+        EXPECT_EQ(cudaMemcpy(du.p, u.data(), R * 8, cudaMemcpyHostToDevice), cudaSuccess);
+        sample_cuda(dx.get(), R, V, p, du.get<double>(), work.p, dout.get<int32_t>());
+        std::vector<int32_t> got(static_cast<size_t>(R));
+        EXPECT_EQ(cudaMemcpy(got.data(), dout.p, R * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+        for (int64_t r = 0; r < R; ++r) bad += got[static_cast<size_t>(r)] != cpu.sample(x.data() + r * V, V);
+    }
+    return static_cast<double>(bad) / static_cast<double>(rounds * R);
+}
 
 std::vector<Case> make_cases() {
     std::vector<Case> cs;
@@ -238,8 +385,8 @@ std::vector<Case> make_cases() {
                                       attention_cuda(dq.get(), dk.get(), dv.get(), as, dy.get());
                                       return max_rel_diff(dy.f32(T * Hq * D), ref);
                                   }});
-    // flash prefill (bf16 tensor cores) over an f32 or bf16 cache
-    for (DType kd : {DType::BF16, DType::F32})
+    // flash prefill (bf16 tensor cores) over a bf16, f16 or f32 cache
+    for (DType kd : {DType::BF16, DType::F16, DType::F32})
         for (int64_t D : {64, 128})
             for (int64_t T : {1, 7, 65, 129})
                 for (int64_t pos0 : {0, 33})
@@ -322,6 +469,74 @@ std::vector<Case> make_cases() {
                                       std::vector<float> vw(vc.begin() + pos0 * Hkv * D, vc.begin() + (pos0 + T) * Hkv * D);
                                       return std::max({max_rel_diff(dq.f32(T * Hq * D), q), max_rel_diff(kw, k), max_rel_diff(vw, v)});
                                   }});
+    // FP8-block linears: odd in / out (partial blocks), the scalar path (in % 16 != 0 or block_in % 16 != 0),
+    // other block sizes, concatenation along out with scale rows that do not line up (q|k|v of 200|72|72)
+    const std::vector<int64_t> quantT = {1, 3, 8, 33, 129};
+    struct Fp8Shape {
+        int64_t out, in;
+        Fp8BlockSize b;
+    };
+    for (Fp8Shape sh : {Fp8Shape{7, 200, {}}, Fp8Shape{129, 144, {}}, Fp8Shape{300, 1040, {}}, Fp8Shape{33, 4160, {}},
+                        Fp8Shape{65, 96, {64, 32}}, Fp8Shape{40, 240, {128, 24}}})
+        add_quant_cases(cs, fmt::format("fp8 out={} in={} block={}x{}", sh.out, sh.in, sh.b.out, sh.b.in),
+                        [sh](std::mt19937& rng) { return std::vector<Linear>{make_fp8(sh.out, sh.in, sh.b, sh.out % 2 == 1, rng)}; },
+                        sh.in, quantT);
+    add_quant_cases(cs, "fp8 concat 200|72|72 in=144", [](std::mt19937& rng) {
+        return std::vector<Linear>{make_fp8(200, 144, {}, true, rng), make_fp8(72, 144, {}, false, rng), make_fp8(72, 144, {}, true, rng)};
+    }, 144, {1, 3, 33});
+    add_quant_fused_cases(cs, "fp8", [](int64_t in, std::mt19937& rng) { return make_fp8(33, in, {}, false, rng); });
+    // AWQ int4 linears: in a multiple of the group; 16-byte path (group % 32 == 0) and one word per lane
+    // (group 8 / 16), concatenation along out
+    struct AwqShape {
+        int64_t out, in, group;
+    };
+    for (AwqShape sh : {AwqShape{8, 256, 128}, AwqShape{136, 384, 128}, AwqShape{24, 96, 32}, AwqShape{40, 4096, 128},
+                        AwqShape{16, 48, 16}, AwqShape{24, 120, 8}, AwqShape{264, 1152, 64}})
+        add_quant_cases(cs, fmt::format("awq out={} in={} group={}", sh.out, sh.in, sh.group),
+                        [sh](std::mt19937& rng) { return std::vector<Linear>{make_awq(sh.out, sh.in, sh.group, sh.out % 16 == 8, rng)}; },
+                        sh.in, quantT);
+    add_quant_cases(cs, "awq concat 64|16|16 in=128", [](std::mt19937& rng) {
+        return std::vector<Linear>{make_awq(64, 128, 32, true, rng), make_awq(16, 128, 32, false, rng), make_awq(16, 128, 32, false, rng)};
+    }, 128, {1, 8, 33});
+    add_quant_fused_cases(cs, "awq", [](int64_t in, std::mt19937& rng) { return make_awq(40, in, 128, true, rng); });
+    // tensor-core GEMM of quantized weights (linear_gemm_cuda, 8 < T <= 64): odd out, a partial last K
+    // tile, split-K (f32 output + residual, atomics) and a 16-bit output
+    for (int fmt = 0; fmt < 2; ++fmt)
+        for (int64_t in : {1056, 4096})
+            for (int64_t T : {9, 16, 17, 40, 64})
+                for (int ymode = 0; ymode < 2; ++ymode) {
+                    const DType dt = fmt ? DType::F16 : DType::BF16;
+                    cs.push_back({fmt::format("linear_qgemm {} in={} T={} y={}", fmt ? "awq" : "fp8", in, T,
+                                              ymode ? dtype_name(dt) : "f32+residual"),
+                                  k16, [=](std::mt19937& rng) {
+                                      const int64_t out = 200;
+                                      const Linear w = fmt ? make_awq(out, in, 32, ymode == 0, rng)
+                                                           : make_fp8(out, in, {}, ymode == 0, rng);
+                                      auto x = rounded(randn(T * in, rng), dt);
+                                      auto ref = ref_concat({w}, x, T);
+                                      auto r = randn(T * out, rng);
+                                      if (ymode == 0)
+                                          for (size_t i = 0; i < ref.size(); ++i) ref[i] += r[i];
+                                      DeviceArena arena;
+                                      const DeviceLinear dl = upload_linear_cuda({&w}, arena, dt);
+                                      Dev dx(tensor_of(x, {T * in}, dt)), scratch(out * in * 2);
+                                      if (ymode == 0) {
+                                          Dev dy(r);
+                                          linear_gemm_cuda(default_cublas(), dx.p, T, dl, dy.p, DType::F32, true, nullptr, scratch.p);
+                                          return max_rel_diff(dy.f32(T * out), ref);
+                                      }
+                                      Dev dy(ref.size() * 2);
+                                      linear_gemm_cuda(default_cublas(), dx.p, T, dl, dy.p, dt, false, nullptr, scratch.p);
+                                      return max_rel_diff(dy.f32(T * out, dt), ref);
+                                  }});
+                }
+    // sampling: the same token as lmscope::Sampler for the same draw
+    for (int64_t V : {7, 1000, 151936})
+        for (SamplingParams p : {SamplingParams{0.8f, 0, 1.0f, 11}, SamplingParams{1.0f, 50, 1.0f, 12},
+                                 SamplingParams{0.7f, 0, 0.9f, 13}, SamplingParams{1.3f, 20, 0.5f, 14},
+                                 SamplingParams{0.0f, 0, 1.0f, 15}})
+            cs.push_back({fmt::format("sample V={} temperature={} top_k={} top_p={}", V, p.temperature, p.top_k, p.top_p), 0.0,
+                          [=](std::mt19937& rng) { return sample_mismatch(4, V, p, V > 100000 ? 4 : 16, rng); }});
     // argmax and casts: exact
     for (int64_t V : {1, 7, 4097, 151936})
         cs.push_back({fmt::format("argmax V={} R=3", V), 0.0, [=](std::mt19937& rng) {

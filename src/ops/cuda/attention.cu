@@ -151,6 +151,16 @@ struct FlashSmem {
                             l = m + sizeof(float) * kBQ, bytes = l + sizeof(float) * kBQ;
 };
 
+// 8 f16 -> 8 bf16 (through f32, as the scalar path: one rounding)
+__device__ __forceinline__ uint4 half8_to_bf16(const uint4& v) {
+    const __half2* h = reinterpret_cast<const __half2*>(&v);
+    uint4 r;
+    __nv_bfloat162* b = reinterpret_cast<__nv_bfloat162*>(&r);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) b[i] = __float22bfloat162_rn(__half22float2(h[i]));
+    return r;
+}
+
 template <int D, typename KT, typename OutT>
 __global__ void __launch_bounds__(128) flash_prefill_kernel(const float* q, int T, int64_t pos0, int Hq, int Hkv,
                                                             float scale, const KT* kc, const KT* vc, OutT* out) {
@@ -196,6 +206,19 @@ __global__ void __launch_bounds__(128) flash_prefill_kernel(const float* q, int 
                 }
                 *reinterpret_cast<uint4*>(sK + rr * SM::LDB + c) = kv4;
                 *reinterpret_cast<uint4*>(sV + rr * SM::LDB + c) = vv4;
+            }
+        } else if constexpr (std::is_same_v<KT, __half>) {  // f16 cache (f16 models): 8 values per load -> bf16
+            constexpr int VPR = D / 8;
+            for (int i = tid; i < kBK * VPR; i += blockDim.x) {
+                const int rr = i / VPR, c = (i % VPR) * 8;
+                const int64_t j = k0 + rr;
+                uint4 kv4 = make_uint4(0, 0, 0, 0), vv4 = make_uint4(0, 0, 0, 0);
+                if (j < kv_end) {
+                    kv4 = *reinterpret_cast<const uint4*>(kc + j * kvd + kvh * D + c);
+                    vv4 = *reinterpret_cast<const uint4*>(vc + j * kvd + kvh * D + c);
+                }
+                *reinterpret_cast<uint4*>(sK + rr * SM::LDB + c) = half8_to_bf16(kv4);
+                *reinterpret_cast<uint4*>(sV + rr * SM::LDB + c) = half8_to_bf16(vv4);
             }
         } else {
             for (int i = tid; i < kBK * D; i += blockDim.x) {

@@ -1,22 +1,21 @@
-// CUDA linear layers. Decode: a GEMV kernel that streams the weight once per up to 8 activation rows
-// (16-byte loads, 4 in flight per lane, one warp per output row, warp-shuffle sums), with the input
-// transform (RMSNorm or SwiGLU) fused into the staging of x in shared memory and the residual add
-// fused into the store. Prefill / large batches: cuBLAS GEMM on 16-bit activations, f32 accumulate.
-// Beside ops/ref/linear.cpp and ops/cpu/linear.cpp. FP8-block / AWQ weights plug in as another
-// weight loader in gemv_kernel (see docs/cuda.md); they are rejected with a clear error for now.
-
-#include <cstdlib>
-#include <mutex>
+// CUDA linear layers. Decode: the GEMV skeleton of gemv.cuh (x staged once per block in shared
+// memory with the input transform fused, weights streamed once per up to 8 activation rows with
+// 16-byte loads, warp-shuffle sums, residual add fused into the store) with the dense loader below;
+// FP8-block and AWQ int4 loaders live in linear_fp8.cu / linear_awq.cu. Prefill / large batches:
+// cuBLAS GEMM on 16-bit activations, f32 accumulate; quantized weights go through the tensor-core
+// GEMM of linear_qgemm.cu for T <= 64 (weight read once) and are dequantised into a scratch for
+// cuBLAS above. Beside ops/ref/linear*.cpp and ops/cpu/linear*.cpp.
 
 #include "cuda/common.cuh"
+#include "ops/cuda/gemv.cuh"
+#include "ops/cuda/linear_quant.cuh"
 #include "ops/cuda/ops_cuda.h"
 
 namespace lmscope::cuda {
 
 namespace {
 
-constexpr int kGemvWarps = 8;
-constexpr int kUnroll = 4;
+constexpr int kUnroll = 4;  // 16-byte loads in flight per lane
 
 // 16 bytes of weights -> f32
 template <typename WT>
@@ -58,85 +57,31 @@ struct Vec16<float> {
     }
 };
 
-// streamed once: keep it out of L1
-__device__ __forceinline__ uint4 load_stream(const uint4* p) {
-    uint4 r;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-                 : "l"(p));
-    return r;
-}
+// Dense weight (out, in) in WT: one output row per warp, 4 loads of 16 bytes in flight per lane.
+template <typename WT>
+struct DenseFmt {
+    static constexpr int kRows = 1;
+    struct Params {
+        const WT* w;
+    };
+    __device__ static const char* row_base(const Params& p, int row, int in) {
+        return reinterpret_cast<const char*>(p.w + static_cast<int64_t>(row) * in);
+    }
+    __device__ static int64_t row_bytes(int in) { return static_cast<int64_t>(in) * sizeof(WT); }
 
-template <typename WT, int NT, GemvInput MODE>
-__global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const WT* __restrict__ W, const float* __restrict__ bias,
-                                                             int in, int out, const float* __restrict__ x,
-                                                             int64_t x_stride, int64_t up_off, const float* nw,
-                                                             float eps, int T, float* y, int64_t y_stride, bool acc,
-                                                             bool pdl) {
-    extern __shared__ float4 xs4[];
-    float* xs = reinterpret_cast<float*>(xs4);  // (NT, in) transformed inputs
-    // Programmatic dependent launch (LMSCOPE_CUDA_PDL=1, off by default: slower in bench/cuda_notes.md
-    // v2): this grid may start while the previous kernel still runs. The weights do not depend on it:
-    // pull this warp's first rows into L2 now, then wait for the inputs.
-    if (pdl) {
-        const int lane0 = threadIdx.x & 31, warp0 = threadIdx.x >> 5;
-        const int64_t row_bytes = static_cast<int64_t>(in) * sizeof(WT);
-        int n = 0;
-        for (int row = blockIdx.x * kGemvWarps + warp0; row < out && n < 4; row += gridDim.x * kGemvWarps, ++n) {
-            const char* base = reinterpret_cast<const char*>(W) + row * row_bytes;
-            for (int64_t off = lane0 * 128; off < row_bytes; off += 32 * 128)
-                asm volatile("prefetch.global.L2 [%0];" ::"l"(base + off));
-        }
-    }
-    if (pdl) {
-        asm volatile("griddepcontrol.wait;" ::: "memory");
-        asm volatile("griddepcontrol.launch_dependents;");
-    }
-    // ---- stage f(x) ----
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-        const float* xr = x + static_cast<int64_t>(t) * x_stride;
-        float inv = 1.0f;
-        if (MODE == GemvInput::RmsNorm && t < T) {
-            float ss = 0;
-            for (int i = threadIdx.x; i < in; i += blockDim.x) ss += xr[i] * xr[i];
-            ss = block_sum(ss);
-            inv = rsqrtf(ss / static_cast<float>(in) + eps);
-        }
-        for (int i = threadIdx.x; i < in; i += blockDim.x) {
-            float v = 0.0f;
-            if (t < T) {
-                if (MODE == GemvInput::Plain) {
-                    v = xr[i];
-                } else if (MODE == GemvInput::RmsNorm) {
-                    v = xr[i] * inv;
-                    if (nw) v *= nw[i];
-                } else {
-                    const float g = xr[i];
-                    v = g / (1.0f + expf(-g)) * xr[up_off + i];
-                }
-            }
-            xs[t * in + i] = v;
-        }
-    }
-    __syncthreads();
-
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    constexpr int VN = Vec16<WT>::N;
-    const bool vec = in % VN == 0;
-    for (int row = blockIdx.x * kGemvWarps + warp; row < out; row += gridDim.x * kGemvWarps) {
-        float accu[NT];
-#pragma unroll
-        for (int t = 0; t < NT; ++t) accu[t] = 0.0f;
-        const WT* wr = W + static_cast<int64_t>(row) * in;
-        if (vec) {
+    template <int NT>
+    __device__ static void rows_dot(const Params& p, int row0, int /*out*/, int in, const gemv::Xs& X, int lane,
+                                    float (&accu)[1][NT]) {
+        const WT* wr = p.w + static_cast<int64_t>(row0) * in;
+        constexpr int VN = Vec16<WT>::N;
+        if (in % VN == 0) {
             const uint4* w4 = reinterpret_cast<const uint4*>(wr);
             const int nv = in / VN;
             for (int k0 = lane; k0 < nv; k0 += 32 * kUnroll) {
                 uint4 raw[kUnroll];
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u)
-                    if (k0 + u * 32 < nv) raw[u] = load_stream(w4 + k0 + u * 32);
+                    if (k0 + u * 32 < nv) raw[u] = gemv::load_stream(w4 + k0 + u * 32);
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u) {
                     const int k = k0 + u * 32;
@@ -145,12 +90,11 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const WT* __restr
                         Vec16<WT>::unpack(raw[u], wf);
 #pragma unroll
                         for (int t = 0; t < NT; ++t) {
-                            const float4* xv = reinterpret_cast<const float4*>(xs + t * in + k * VN);
 #pragma unroll
                             for (int e = 0; e < VN / 4; ++e) {
-                                const float4 a = xv[e];
-                                accu[t] += wf[4 * e] * a.x + wf[4 * e + 1] * a.y + wf[4 * e + 2] * a.z +
-                                           wf[4 * e + 3] * a.w;
+                                const float4 a = X.at4(t, k * (VN / 4) + e);
+                                accu[0][t] += wf[4 * e] * a.x + wf[4 * e + 1] * a.y + wf[4 * e + 2] * a.z +
+                                              wf[4 * e + 3] * a.w;
                             }
                         }
                     }
@@ -160,117 +104,11 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const WT* __restr
             for (int k = lane; k < in; k += 32) {
                 const float wv = to_f32(wr[k]);
 #pragma unroll
-                for (int t = 0; t < NT; ++t) accu[t] += wv * xs[t * in + k];
+                for (int t = 0; t < NT; ++t) accu[0][t] += wv * X.at(t, k);
             }
         }
-#pragma unroll
-        for (int t = 0; t < NT; ++t) accu[t] = warp_sum(accu[t]);
-        if (lane == 0) {
-            const float b = bias ? bias[row] : 0.0f;
-#pragma unroll
-            for (int t = 0; t < NT; ++t)
-                if (t < T) {
-                    float* dst = y + static_cast<int64_t>(t) * y_stride + row;
-                    *dst = (acc ? *dst : 0.0f) + accu[t] + b;
-                }
-        }
     }
-}
-
-int sm_count() {
-    static int n = [] {
-        int dev = 0, v = 0;
-        CUDA_CHECK(cudaGetDevice(&dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-        return v;
-    }();
-    return n;
-}
-
-// dynamic shared memory a GEMV block may take: the opt-in limit less room for static shared memory
-size_t max_smem_optin() {
-    static size_t n = [] {
-        int dev = 0, v = 0;
-        CUDA_CHECK(cudaGetDevice(&dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-        return static_cast<size_t>(v) - 1024;
-    }();
-    return n;
-}
-
-template <typename WT, int NT, GemvInput MODE>
-void launch_gemv(const DeviceLinear& w, const float* x, int64_t T, const GemvIn& in, float* y, int64_t y_stride,
-                 bool acc, cudaStream_t stream) {
-    const size_t smem = sizeof(float) * NT * static_cast<size_t>(w.in);
-    static std::once_flag once;
-    std::call_once(once, [] {
-        cudaFuncAttributes fa{};
-        CUDA_CHECK(cudaFuncGetAttributes(&fa, gemv_kernel<WT, NT, MODE>));
-        const size_t dyn = max_smem_optin() + 1024 - fa.sharedSizeBytes;
-        CUDA_CHECK(cudaFuncSetAttribute(gemv_kernel<WT, NT, MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(dyn)));
-    });
-    const int64_t rows_per_block = kGemvWarps;
-    // enough blocks to fill every SM several times; each block stages x once and loops over rows
-    const int64_t per_sm = std::max<int64_t>(1, std::min<int64_t>(8, static_cast<int64_t>(200 * 1024 / (smem + 1024))));
-    const int64_t grid = std::min<int64_t>((w.out + rows_per_block - 1) / rows_per_block, sm_count() * per_sm);
-    static const bool pdl = [] {
-        const char* e = std::getenv("LMSCOPE_CUDA_PDL");
-        return e && std::atoi(e) == 1;
-    }();
-    const int64_t xstride = in.x_stride ? in.x_stride : w.in;
-    if (!pdl) {
-        gemv_kernel<WT, NT, MODE><<<static_cast<unsigned>(grid), kGemvWarps * 32, smem, stream>>>(
-            static_cast<const WT*>(w.weight), w.bias, static_cast<int>(w.in), static_cast<int>(w.out), x, xstride,
-            in.up_offset, in.norm_weight, in.eps, static_cast<int>(T), y, y_stride, acc, false);
-        CUDA_CHECK_LAUNCH();
-        return;
-    }
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(static_cast<unsigned>(grid));
-    cfg.blockDim = dim3(kGemvWarps * 32);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_kernel<WT, NT, MODE>, static_cast<const WT*>(w.weight), w.bias,
-                                  static_cast<int>(w.in), static_cast<int>(w.out), x,
-                                  static_cast<int64_t>(in.x_stride ? in.x_stride : w.in), static_cast<int64_t>(in.up_offset),
-                                  in.norm_weight, in.eps, static_cast<int>(T), y, y_stride, acc, true));
-    CUDA_CHECK_LAUNCH();
-}
-
-template <typename WT, GemvInput MODE>
-void gemv_rows(const DeviceLinear& w, const float* x, int64_t T, const GemvIn& in, float* y, int64_t y_stride,
-               bool acc, cudaStream_t stream) {
-    const int64_t xs = in.x_stride ? in.x_stride : w.in;
-    const size_t cap = max_smem_optin() / (sizeof(float) * static_cast<size_t>(w.in));
-    if (cap < 1) fail_rt("linear_gemv_cuda: in_features {} too large for shared memory", w.in);
-    for (int64_t t0 = 0; t0 < T;) {
-        const int64_t left = T - t0;
-        const float* xp = x + t0 * xs;
-        float* yp = y + t0 * y_stride;
-        if (left >= 8 && cap >= 8) {
-            launch_gemv<WT, 8, MODE>(w, xp, 8, in, yp, y_stride, acc, stream), t0 += 8;
-        } else if (left > 2 && cap >= 4) {
-            const int64_t n = std::min<int64_t>(left, 4);
-            launch_gemv<WT, 4, MODE>(w, xp, n, in, yp, y_stride, acc, stream), t0 += n;
-        } else if (left == 2 && cap >= 2) {
-            launch_gemv<WT, 2, MODE>(w, xp, 2, in, yp, y_stride, acc, stream), t0 += 2;
-        } else {
-            launch_gemv<WT, 1, MODE>(w, xp, 1, in, yp, y_stride, acc, stream), t0 += 1;
-        }
-    }
-}
-
-void check_dense(const DeviceLinear& w, const char* who) {
-    if (w.format != LinearFormat::Dense)
-        fail_rt("{}: {} weights have no CUDA kernel yet (dense F32/F16/BF16 only; see docs/cuda.md)", who,
-             w.format == LinearFormat::Fp8Block ? "FP8-block" : "AWQ int4");
-}
+};
 
 cudaDataType_t cuda_type(DType dt) {
     switch (dt) {
@@ -286,14 +124,14 @@ cudaDataType_t cuda_type(DType dt) {
 void linear_gemv_cuda(const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in, float* y, int64_t y_stride,
                       bool accumulate, cudaStream_t stream) {
     if (T <= 0) return;
-    check_dense(w, "linear_gemv_cuda");
+    switch (w.format) {
+        case LinearFormat::Fp8Block: gemv_fp8_cuda(x, T, w, in, y, y_stride, accumulate, stream); return;
+        case LinearFormat::AwqInt4: gemv_awq_cuda(x, T, w, in, y, y_stride, accumulate, stream); return;
+        case LinearFormat::Dense: break;
+    }
     dispatch_float(w.dtype, [&](auto* tp) {
         using WT = std::remove_pointer_t<decltype(tp)>;
-        switch (in.mode) {
-            case GemvInput::Plain: gemv_rows<WT, GemvInput::Plain>(w, x, T, in, y, y_stride, accumulate, stream); break;
-            case GemvInput::RmsNorm: gemv_rows<WT, GemvInput::RmsNorm>(w, x, T, in, y, y_stride, accumulate, stream); break;
-            case GemvInput::SiluMul: gemv_rows<WT, GemvInput::SiluMul>(w, x, T, in, y, y_stride, accumulate, stream); break;
-        }
+        gemv::run<DenseFmt<WT>>({static_cast<const WT*>(w.weight)}, x, T, w, in, y, y_stride, accumulate, stream);
     });
 }
 
@@ -312,10 +150,17 @@ cublasHandle_t default_cublas() {
     return h;
 }
 
-void linear_gemm_cuda(cublasHandle_t handle, const void* x, int64_t T, const DeviceLinear& w, void* y, DType y_dtype,
-                      bool accumulate, cudaStream_t stream) {
+void linear_gemm_cuda(cublasHandle_t handle, const void* x, int64_t T, const DeviceLinear& w_in, void* y, DType y_dtype,
+                      bool accumulate, cudaStream_t stream, void* scratch) {
     if (T <= 0) return;
-    check_dense(w, "linear_gemm_cuda");
+    if (w_in.format != LinearFormat::Dense && qgemm_supported(w_in, T, y_dtype)) {  // small T: read the weight once
+        if (w_in.bias && y_dtype != DType::F32) fail_rt("linear_gemm_cuda: a bias needs an f32 output ({})", "y");
+        qgemm_cuda(x, T, w_in, y, y_dtype, accumulate, stream);
+        return;
+    }
+    if (w_in.format != LinearFormat::Dense && !scratch)
+        fail_rt("linear_gemm_cuda: {} weights need a dequantisation scratch", w_in.format == LinearFormat::Fp8Block ? "FP8-block" : "AWQ int4");
+    const DeviceLinear w = dequantize_linear_cuda(w_in, scratch, stream);
     if (w.bias && y_dtype != DType::F32) fail_rt("linear_gemm_cuda: a bias needs an f32 output ({})", "y");
     CUBLAS_CHECK(cublasSetStream(handle, stream));
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
@@ -325,6 +170,22 @@ void linear_gemm_cuda(cublasHandle_t handle, const void* x, int64_t T, const Dev
                               cuda_type(w.dtype), static_cast<int>(w.in), &beta, y, cuda_type(y_dtype),
                               static_cast<int>(w.out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     if (w.bias) add_bias_cuda(static_cast<float*>(y), T, w.out, w.bias, stream);
+}
+
+DeviceLinear dequantize_linear_cuda(const DeviceLinear& w, void* dst, cudaStream_t stream) {
+    if (w.format == LinearFormat::Dense) return w;
+    if (w.dtype != DType::BF16 && w.dtype != DType::F16)
+        fail_rt("dequantize_linear_cuda: target dtype {} (BF16 or F16 only)", dtype_name(w.dtype));
+    if (w.format == LinearFormat::Fp8Block)
+        dequant_fp8_cuda(w, dst, stream);
+    else
+        dequant_awq_cuda(w, dst, stream);
+    DeviceLinear d = w;
+    d.format = LinearFormat::Dense;
+    d.weight = dst;
+    d.scale = nullptr;
+    d.scale_row = nullptr;
+    return d;
 }
 
 }  // namespace lmscope::cuda

@@ -3,7 +3,10 @@
 // (each launch checked). Activations are f32 unless a dtype argument says otherwise; weights stay in
 // their stored dtype (DeviceLinear). Plus the fused ops the CUDA decoder uses:
 //   linear_gemv_cuda   decode GEMV (T <= 8 per weight pass), input transform fused (RMSNorm or
-//                      silu(gate)*up) and the residual add fused into the store
+//                      silu(gate)*up) and the residual add fused into the store; dense, FP8-block and
+//                      AWQ int4 weights (dequantised in registers)
+//   upload_linear_cuda / dequantize_linear_cuda  device layouts of the quantized formats
+//   sample_cuda        temperature / top-k / top-p sampling (sort on the GPU, one draw per row)
 //   linear_gemm_cuda   cuBLAS GEMM on 16-bit activations for prefill / large batches
 //   qkv_rope_cache_cuda q/k RMSNorm + RoPE (angles from positions on the device) + K/V cache write
 //   attention_decode_cuda  split-K attention over the KV cache (one query row per sequence or token)
@@ -15,8 +18,10 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "core/dtype.h"
+#include "model/sampler.h"
 #include "model/weights.h"
 #include "ops/ops.h"
 
@@ -28,16 +33,63 @@ struct DeviceTensor {
     const void* data = nullptr;
 };
 
-/** A linear layer in device memory; `weight` (out, in) in its stored format. */
+/**
+ * A linear layer in device memory, in the layout the kernels read (upload_linear_cuda makes it):
+ *   Dense     weight (out, in) in `dtype` (F32/F16/BF16)
+ *   Fp8Block  weight = E4M3 codes (out, in), 1 byte each; scale = f32 block scales (scale rows,
+ *             ceil(in / block)); scale_row (out) = the scale row of each output row, so that
+ *             concatenations of linears whose `out` is not a multiple of the block size stay exact
+ *   AwqInt4   weight = u32 (out, in / 8): 8 consecutive input columns of one output row per word,
+ *             nibble p holding column 8w + (p < 4 ? 2p : 2(p - 4) + 1) (AutoAWQ's interleave, so
+ *             that (w >> 4j) & 0x000F000F yields columns 2j, 2j+1 as two f16 lanes); scale = u32
+ *             (out, in / block): f16 scale in the low half, f16 (1024 + zero) in the high half
+ * For the quantized formats `dtype` is the 16-bit dtype (BF16/F16) their dequantised copy takes
+ * for cuBLAS (linear_gemm_cuda): the dtype of the activations there.
+ */
 struct DeviceLinear {
     LinearFormat format = LinearFormat::Dense;
-    DType dtype = DType::BF16;    // Dense: F32/F16/BF16
+    DType dtype = DType::BF16;
     const void* weight = nullptr;
-    const float* bias = nullptr;  // (out) f32 or null
-    const void* scale = nullptr;  // Fp8Block / AwqInt4 (second step, see docs/cuda.md)
-    const void* qzeros = nullptr;
+    const float* bias = nullptr;          // (out) f32 or null
+    const void* scale = nullptr;          // Fp8Block / AwqInt4
+    const int32_t* scale_row = nullptr;   // Fp8Block
     int64_t in = 0, out = 0;
+    int64_t block = 128;                  // Fp8Block: block_in; AwqInt4: group size
 };
+
+/** Device memory that lives as long as the weights using it (cudaMalloc, freed by the destructor). */
+class DeviceArena {
+public:
+    DeviceArena() = default;
+    ~DeviceArena();
+    DeviceArena(const DeviceArena&) = delete;
+    DeviceArena& operator=(const DeviceArena&) = delete;
+    void* alloc(size_t bytes);
+    /** Bytes allocated so far. */
+    size_t bytes() const { return bytes_; }
+
+private:
+    std::vector<void*> ptrs_;
+    size_t bytes_ = 0;
+};
+
+/**
+ * Uploads host linears of one format and one `in` (F32/F16/BF16 of one dtype, Fp8Block with one
+ * block_in, or AwqInt4 with one group size), concatenated along `out` (q|k|v, gate|up), into
+ * `arena`, in DeviceLinear's layout: AWQ is repacked on the GPU, FP8 codes are copied and their
+ * scale rows concatenated (scale_row maps each output row to its part's block row). The biases,
+ * when any part has one, are concatenated as f32 (zeros for parts without). `dtype16` is the
+ * DeviceLinear::dtype of a quantized result. Error (one line, naming the linear) when they differ.
+ */
+DeviceLinear upload_linear_cuda(const std::vector<const Linear*>& parts, DeviceArena& arena,
+                                DType dtype16 = DType::BF16, cudaStream_t stream = nullptr);
+
+/**
+ * Dense (out, in) copy of a quantized weight in w.dtype (BF16/F16) into `dst` (out * in * 2 bytes):
+ * FP8 code * block scale, AWQ (q - z) * s, each in f32 then rounded once. Returns the dense view
+ * (same bias). Dense weights are returned unchanged.
+ */
+DeviceLinear dequantize_linear_cuda(const DeviceLinear& w, void* dst, cudaStream_t stream = nullptr);
 
 /** out (T, H) f32 = table[ids]; ids device (T). */
 void embedding_cuda(const int32_t* ids, int64_t T, DeviceTensor table, int64_t H, float* out,
@@ -138,8 +190,9 @@ struct GemvIn {
 };
 
 /**
- * y (T, out) (+)= f(x) W^T + b, f32 activations, W streamed once per 8 rows with 16-byte loads,
- * one warp per output row, warp-shuffle reductions. accumulate: y += (the residual add).
+ * y (T, out) (+)= f(x) W^T + b, f32 activations, W streamed once per 8 rows with 16-byte loads and
+ * dequantised in registers (FP8: 16 codes x block scale; AWQ: 32 nibbles, (q - z) * s), warps of one
+ * (dense) or two (FP8/AWQ) output rows, warp-shuffle reductions. accumulate: y += (the residual add).
  */
 void linear_gemv_cuda(const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in, float* y,
                       int64_t y_stride, bool accumulate, cudaStream_t stream = nullptr);
@@ -149,10 +202,26 @@ void linear_cuda(const float* x, int64_t T, const DeviceLinear& w, float* y, cud
 
 /**
  * cuBLAS: y (T, out) = x (T, in) W^T (+ y when accumulate) (+ b); x in the weight's dtype (F32 weights:
- * f32 x, no TF32), y f32 or (16-bit weights) the weight dtype. f32 accumulation.
+ * f32 x, no TF32), y f32 or (16-bit weights) the weight dtype. f32 accumulation. Quantized weights
+ * (x then in w.dtype, BF16/F16): T <= 64 runs a tensor-core GEMM that dequantises tiles in shared
+ * memory (the weight read once, linear_qgemm.cu); larger T first dequantises the whole weight into
+ * `scratch` (out * in 16-bit values, dequantize_linear_cuda) for cuBLAS.
  */
 void linear_gemm_cuda(cublasHandle_t handle, const void* x, int64_t T, const DeviceLinear& w, void* y,
-                      DType y_dtype, bool accumulate, cudaStream_t stream = nullptr);
+                      DType y_dtype, bool accumulate, cudaStream_t stream = nullptr, void* scratch = nullptr);
+
+/** Bytes of device workspace sample_cuda needs for R rows of V logits. */
+size_t sample_workspace(int64_t R, int64_t V);
+/**
+ * out (R) = one token per row of logits (R, V) drawn as lmscope::Sampler::sample does for
+ * p.temperature > 0: logits / temperature sorted descending (ties: lower id first), the top_k kept,
+ * exp(l - max) in f32, the smallest prefix whose probability reaches top_p, then the first id whose
+ * running sum reaches u * total. u (R) are device draws in [0, 1) (generate_canonical of the
+ * Sampler's mt19937_64 gives the CPU's choice exactly). temperature <= 0: argmax, u unused.
+ * `work` holds sample_workspace(R, V) bytes.
+ */
+void sample_cuda(const float* logits, int64_t R, int64_t V, const SamplingParams& p, const double* u, void* work,
+                 int32_t* out, cudaStream_t stream = nullptr);
 
 /** A cuBLAS handle with a fixed workspace (so that its calls can be captured in graphs). */
 cublasHandle_t default_cublas();

@@ -1,0 +1,44 @@
+// Internal entry points of the quantized linear formats (linear_fp8.cu, linear_awq.cu), used by
+// linear.cu (dispatch of linear_gemv_cuda / linear_gemm_cuda) and linear_upload.cu. Layouts: see
+// DeviceLinear in ops_cuda.h.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "ops/cuda/ops_cuda.h"
+
+namespace lmscope::cuda {
+
+/** linear_gemv_cuda for w.format == Fp8Block / AwqInt4. */
+void gemv_fp8_cuda(const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in, float* y, int64_t y_stride,
+                   bool accumulate, cudaStream_t stream);
+void gemv_awq_cuda(const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in, float* y, int64_t y_stride,
+                   bool accumulate, cudaStream_t stream);
+
+/** Rows up to which linear_gemm_cuda runs quantized weights through qgemm_cuda (linear_qgemm.cu). */
+constexpr int64_t kMaxQgemmRows = 64;
+/** True when qgemm_cuda takes this weight, T and output dtype (LMSCOPE_CUDA_QGEMM=0 turns it off). */
+bool qgemm_supported(const DeviceLinear& w, int64_t T, DType y_dtype);
+/**
+ * y (T, out) (+)= x (T, in) W^T + b for an FP8 / AWQ weight on tensor cores, the weight read once;
+ * x in w.dtype (BF16/F16), y f32 or w.dtype. T <= kMaxQgemmRows.
+ */
+void qgemm_cuda(const void* x, int64_t T, const DeviceLinear& w, void* y, DType y_dtype, bool accumulate,
+                cudaStream_t stream);
+
+/** dst (out, in) in w.dtype (BF16/F16) = the dequantised weight. */
+void dequant_fp8_cuda(const DeviceLinear& w, void* dst, cudaStream_t stream);
+void dequant_awq_cuda(const DeviceLinear& w, void* dst, cudaStream_t stream);
+
+/**
+ * AutoAWQ gemm tensors of one linear (device: qweight I32 (in, out/8), qzeros I32 (in/g, out/8),
+ * scales (in/g, out) in `sdt` F16/BF16/F32) -> rows row_off .. row_off + out of the DeviceLinear
+ * layout: qw (rows, in/8) u32 and sz (rows, in/g) u32 (f16 scale | f16 (1024 + zero) << 16).
+ */
+void awq_repack_cuda(const void* qweight, const void* qzeros, const void* scales, DType sdt, int64_t in, int64_t out,
+                     int64_t group, int64_t row_off, uint32_t* qw, uint32_t* sz, cudaStream_t stream);
+
+}  // namespace lmscope::cuda

@@ -1,0 +1,50 @@
+// Register-level decoding of the quantized weight formats (DeviceLinear layouts in ops_cuda.h),
+// shared by the GEMV loaders (linear_fp8.cu, linear_awq.cu), their dequantisation kernels and the
+// small-batch tensor-core GEMM (linear_qgemm.cu).
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+#include <cstdint>
+
+namespace lmscope::cuda::quant {
+
+// ---- FP8 E4M3: the hardware e4m3x2 -> f16x2 conversion (exact), then f32 ----
+__device__ __forceinline__ float2 fp8x2_to_f32(uint32_t v16) {
+    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(v16), __NV_E4M3);
+    return __half22float2(__half2(h));
+}
+/** 4 codes (lowest byte first) -> f32. */
+__device__ __forceinline__ void fp8x4_to_f32(uint32_t v, float* f) {
+    const float2 a = fp8x2_to_f32(v & 0xffffu), b = fp8x2_to_f32(v >> 16);
+    f[0] = a.x;
+    f[1] = a.y;
+    f[2] = b.x;
+    f[3] = b.y;
+}
+__device__ __forceinline__ float fp8_to_f32(uint8_t c) {
+    return __half2float(__half(__nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(c), __NV_E4M3)));
+}
+
+// ---- AWQ int4, repacked word (8 consecutive input columns, AutoAWQ interleave) ----
+/** q - z of the 8 columns of a word as f32: f16 (1024 + q) by one LOP3 per pair, minus f16 (1024 + z) (exact). */
+__device__ __forceinline__ void awq_word_to_f32(uint32_t w, __half2 z2, float* f) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const uint32_t b = ((w >> (4 * j)) & 0x000F000Fu) | 0x64006400u;  // f16 (1024 + q) in each half
+        const float2 v = __half22float2(__hsub2(*reinterpret_cast<const __half2*>(&b), z2));
+        f[2 * j] = v.x;
+        f[2 * j + 1] = v.y;
+    }
+}
+/** The group's f16 scale (low half of a scale word) as f32. */
+__device__ __forceinline__ float sz_scale(uint32_t sz) {
+    return __half2float(__ushort_as_half(static_cast<unsigned short>(sz & 0xffffu)));
+}
+/** f16 (1024 + zero) (high half of a scale word) in both lanes. */
+__device__ __forceinline__ __half2 sz_zero2(uint32_t sz) {
+    return __half2half2(__ushort_as_half(static_cast<unsigned short>(sz >> 16)));
+}
+
+}  // namespace lmscope::cuda::quant
