@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # CPU inference benchmark, one command (issue 8): a Qwen3-0.6B-shaped checkpoint with random weights in
-# BF16, block-FP8 and AWQ-int4, prefill 512 and decode 128 tokens/s with 1 and 2 threads (median of
-# REPEAT runs after a warm-up, `lmscope bench`), next to the machine's measured ceilings
-# (bench_machine: read bandwidth, FMA peak) and llama.cpp's published figures from the issue.
+# BF16, block-FP8 and AWQ-int4 (RTN), each quantized format also with `--quantize-lm-head` (fp8h, int4h:
+# the tied head quantized too, as in llama.cpp's Q8_0 / Q4_0 files); prefill 512 and decode 128 tokens/s
+# with 1 and 2 threads (median of REPEAT runs after a warm-up, `lmscope bench`), next to the machine's
+# measured ceilings (bench_machine: read bandwidth, FMA peak).
+# Bytes/token = the weight bytes one decode step reads: every tensor of the checkpoint except the
+# embedding table when the head is a tensor of its own (decode reads one row of it). Floor = measured read
+# bandwidth at that thread count / bytes per token; "of floor" = decode tok/s / floor (issue 8's
+# definition: weights only). The f32 KV cache adds layers * 2 * kv_dim * 4 bytes per cached position
+# (at the mean decode position prompt + gen/2: the "+KV" columns).
 #   bench/cpu_bench.sh [build-dir] > table.md
-# Env: REPEAT (default 5), PROMPT (512), GEN (128), THREADS ("1 2"), WORK (/tmp/lmscope-bench).
+# Env: REPEAT (default 5), PROMPT (512), GEN (128), THREADS ("1 2"), WORK (/tmp/lmscope-bench),
+#      FORMATS ("bf16 fp8 fp8h int4 int4h").
 set -euo pipefail
 build=${1:-build}
 bin=$build/lmscope
@@ -13,11 +20,14 @@ prompt=${PROMPT:-512}
 gen=${GEN:-128}
 threads=${THREADS:-1 2}
 work=${WORK:-/tmp/lmscope-bench}
+formats=${FORMATS:-bf16 fp8 fp8h int4 int4h}
 mkdir -p "$work"
 
 [[ -f $work/bf16/config.json ]] || "$bin" init --preset qwen3-0.6b --seed 1 "$work/bf16" >&2
 [[ -f $work/fp8/config.json ]] || "$bin" quantize --fp8 "$work/bf16" "$work/fp8" --no-progress >&2
+[[ -f $work/fp8h/config.json ]] || "$bin" quantize --fp8 "$work/bf16" "$work/fp8h" --quantize-lm-head --no-progress >&2
 [[ -f $work/int4/config.json ]] || "$bin" quantize --awq --method rtn "$work/bf16" "$work/int4" --no-progress >&2
+[[ -f $work/int4h/config.json ]] || "$bin" quantize --awq --method rtn "$work/bf16" "$work/int4h" --quantize-lm-head --no-progress >&2
 
 echo "## Machine ceilings (bench_machine)"
 echo
@@ -35,18 +45,43 @@ for b in d["benchmarks"]:
         print("- %s: %.0f GFLOP/s f32 FMA" % (b["run_name"], b["FLOP/s"] / 1e9))
 PY
 echo
-echo "## lmscope bench, Qwen3-0.6B shape (prompt $prompt, gen $gen, median of $repeat)"
+echo "## lmscope bench, Qwen3-0.6B shape (prompt $prompt, gen $gen, median of $repeat; load average $(cut -d' ' -f1-3 /proc/loadavg) at start)"
 echo
-echo "| format | threads | weight bytes | prefill tok/s | decode tok/s | decode GB/s of weights |"
-echo "|---|---|---|---|---|---|"
-for fmt in bf16 fp8 int4; do
+echo "| format | threads | bytes/token | prefill tok/s | decode tok/s | decode GB/s | floor tok/s | of floor | +KV bytes | of floor with KV |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+for fmt in $formats; do
   for t in $threads; do
     j=$("$bin" bench --model "$work/$fmt" --prompt-len "$prompt" --gen-len "$gen" --threads "$t" --repeat "$repeat" --json)
-    python3 - "$j" "$fmt" <<'PY'
-import json, sys
+    python3 - "$j" "$fmt" "$work/$fmt" "$work/machine.json" "$prompt" "$gen" <<'PY'
+import glob, json, os, struct, sys
 j = json.loads(sys.argv[1])
-print("| %s | %d | %.3f GB | %.1f | %.1f | %.1f |" % (sys.argv[2], j["threads"], j["weights_bytes"] / 1e9,
-      j["prefill_tok_s"], j["decode_tok_s"], j["decode_tok_s"] * j["weights_bytes"] / 1e9))
+fmt, model = sys.argv[2], sys.argv[3]
+cfg = json.load(open(os.path.join(model, "config.json")))
+total, embed = 0, 0
+for f in glob.glob(os.path.join(model, "*.safetensors")):
+    with open(f, "rb") as fh:
+        n = struct.unpack("<Q", fh.read(8))[0]
+        hdr = json.loads(fh.read(n))
+    for name, t in hdr.items():
+        if name == "__metadata__":
+            continue
+        b = t["data_offsets"][1] - t["data_offsets"][0]
+        total += b
+        if name == "model.embed_tokens.weight":
+            embed = b
+per_token = total if cfg.get("tie_word_embeddings", False) else total - embed
+bw = {}
+for b in json.load(open(sys.argv[4]))["benchmarks"]:
+    if b.get("aggregate_name") == "median" and "bytes_per_second" in b:
+        bw[int(b["run_name"].split("/")[1])] = b["bytes_per_second"]
+floor = bw.get(j["threads"], 0) / per_token if per_token else 0
+kv_dim = cfg["num_key_value_heads"] * cfg.get("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
+kv = cfg["num_hidden_layers"] * 2 * kv_dim * 4 * (int(sys.argv[5]) + int(sys.argv[6]) / 2)
+floor_kv = bw.get(j["threads"], 0) / (per_token + kv) if per_token else 0
+d = j["decode_tok_s"]
+print("| %s | %d | %.3f GB | %.1f | %.1f | %.1f | %.1f | %.0f%% | %.3f GB | %.0f%% |" % (fmt, j["threads"],
+      per_token / 1e9, j["prefill_tok_s"], d, d * per_token / 1e9, floor, 100 * d / floor if floor else 0,
+      kv / 1e9, 100 * d / floor_kv if floor_kv else 0))
 PY
   done
 done

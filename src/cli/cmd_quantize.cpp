@@ -1,6 +1,8 @@
-// lmscope quantize --fp8 IN OUT [--include-lm-head] [--skip PATTERN]... [--max-shard-bytes N]
+// lmscope quantize --fp8 IN OUT [--quantize-lm-head] [--skip PATTERN]... [--max-shard-bytes N]
 // lmscope quantize --awq IN OUT [--method awq|rtn] [--group-size 128] [--calib FILE] [--calib-samples N]
-//                  [--calib-len T] [--duo-scaling] [--no-clip] [--tokenizer PATH]
+//                  [--calib-len T] [--duo-scaling] [--no-clip] [--tokenizer PATH] [--quantize-lm-head]
+// --quantize-lm-head (alias --include-lm-head) also quantises lm_head, as llama.cpp's Q8_0 / Q4_0 files do,
+// writing it as its own tensor even when the source ties it to embed_tokens (see docs/fp8.md, docs/awq.md).
 // One subcommand, one method flag: each method's options live in its own struct and its work in
 // src/quant/<method>_quantize.cpp. To add a method (e.g. --awq), add its flag + options below, add
 // it to the exactly-one-method check in quantize_command(), and dispatch to its function there.
@@ -26,11 +28,13 @@ struct QuantizeOptions {
     AwqOptions awq_opt;
     bool no_clip = false;
     bool no_progress = false;
+    bool quantize_lm_head = false;  // both methods
 };
 
 void run_fp8(const QuantizeOptions& o) {
     Fp8QuantizeOptions opt = o.fp8_opt;
     opt.progress = !o.no_progress;
+    opt.include_lm_head = o.quantize_lm_head;
     const Fp8ConvertStats st = fp8_quantize_checkpoint(o.in, o.out, opt);
     for (const std::string& n : st.notes) fmt::print(stderr, "lmscope: note: {}\n", n);
     fmt::print("wrote {}: {} linears to FP8 e4m3 with {}x{} block scales (weight_scale_inv F32), {} tensors "
@@ -47,6 +51,7 @@ void quantize_command(const QuantizeOptions& o) {
     AwqOptions opt = o.awq_opt;
     opt.clip = !o.no_clip;
     opt.progress = !o.no_progress;
+    opt.quantize_lm_head = o.quantize_lm_head;
     if (opt.method != "awq" && opt.method != "rtn") throw UsageError("quantize: --method must be awq or rtn");
     if (awq_quantize_command(o.in, o.out, opt) != 0) throw Error("quantize --awq failed");
 }
@@ -61,7 +66,10 @@ void register_quantize(CLI::App& app) {
     c->add_option("out", o->out, "Output folder (written atomically)")->required();
     c->add_flag("--fp8", o->fp8,
                 "Block FP8 (DeepSeek-V3 / Qwen3-FP8 layout): weight F8_E4M3 + weight_scale_inv F32 per 128x128 block");
-    c->add_flag("--include-lm-head", o->fp8_opt.include_lm_head, "--fp8: also quantize lm_head (unties a tied head)");
+    c->add_flag("--quantize-lm-head,--include-lm-head", o->quantize_lm_head,
+                "Also quantize lm_head (--fp8: FP8 blocks; --awq: int4 RTN), written as lm_head's own tensor even "
+                "when tied to embed_tokens (config gets tie_word_embeddings false); transformers keeps lm_head "
+                "dense, so such a checkpoint is for lmscope");
     c->add_option("--skip", o->fp8_opt.skip,
                   "--fp8: keep modules matching PATTERN dense (whole dotted segments, e.g. self_attn, "
                   "mlp.down_proj, layers.0); repeatable; written to modules_to_not_convert")

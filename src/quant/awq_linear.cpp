@@ -80,6 +80,8 @@ Linear bind_awq_linear(const Checkpoint& ckpt, const std::string& module_path, i
     Linear l;
     l.name = module_path;
     l.format = LinearFormat::AwqInt4;
+    // the CPU decode streams qweight by column tile (quant/awq_pack.h); the copy is the same size
+    l.qweight_tiles = awq_tile_qweight(qw);
     l.weight = std::move(qw);
     l.qzeros = std::move(qz);
     l.scale = std::move(sc);

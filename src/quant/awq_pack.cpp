@@ -1,5 +1,6 @@
 #include "quant/awq_pack.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -52,6 +53,20 @@ inline uint32_t pack8(const uint8_t* codes8) {  // codes of logical columns 0..7
 }
 
 }  // namespace
+
+Tensor awq_tile_qweight(const Tensor& qweight) {
+    LMS_CHECK(qweight.dtype() == DType::I32 && qweight.shape().size() == 2);
+    const int64_t in = qweight.dim(0), pc = qweight.dim(1), nt = (pc + kAwqTile - 1) / kAwqTile;
+    Tensor t = Tensor::zeros(DType::I32, {nt, in, kAwqTile});
+    const int32_t* src = qweight.data<int32_t>();
+    int32_t* dst = t.data_mut<int32_t>();
+    for (int64_t ti = 0; ti < nt; ++ti) {
+        const int64_t j0 = ti * kAwqTile, nj = std::min(kAwqTile, pc - j0);
+        for (int64_t k = 0; k < in; ++k)
+            std::memcpy(dst + (ti * in + k) * kAwqTile, src + k * pc + j0, static_cast<size_t>(nj) * sizeof(int32_t));
+    }
+    return t;
+}
 
 void awq_check_group(int64_t in, int64_t group, const std::string& what) {
     if (group <= 0) fail("{}: AWQ group size must be positive, got {}", what, group);

@@ -248,12 +248,42 @@ AwqQuantizeSummary awq_quantize_checkpoint(const std::string& in_dir, const std:
             ++sum.linears;
         }
     }
+    // --quantize-lm-head: like llama.cpp's formats, the head (the embedding table when tied) as int4 too;
+    // AutoAWQ leaves it F16. No calibration: it is the last op, nothing downstream to protect.
+    const bool head_q = opt.quantize_lm_head;
+    const std::string head_src = ckpt.has("lm_head.weight") ? "lm_head.weight" : "model.embed_tokens.weight";
+    if (head_q) {
+        const Shape hs = ckpt.info(head_src).shape;
+        if (hs.size() != 2 || hs[0] % 8 != 0 || hs[1] % g != 0)
+            fail("--quantize-lm-head: '{}' has shape {}: int4 packing needs vocab % 8 == 0 and hidden_size % "
+                 "group_size ({}) == 0",
+                 head_src, shape_str(hs), g);
+        const int64_t V = hs[0], Hh = hs[1];
+        auto head = std::make_shared<AwqPacked>();
+        auto produce = [&ckpt, head, head_src, V, Hh, g](const std::string& part) {
+            return [&ckpt, head, head_src, V, Hh, g, part](uint8_t* dst) {
+                if (!head->qweight.defined()) {
+                    Tensor w = ckpt.get(head_src).to(DType::F32);
+                    AwqQuantized qr;
+                    awq_pseudo_quantize(w.data_mut<float>(), V, Hh, g, AwqMath::F16, &qr, "lm_head.weight");
+                    *head = awq_pack(qr);
+                }
+                const Tensor& t = part == "qweight" ? head->qweight : part == "qzeros" ? head->qzeros : head->scales;
+                std::memcpy(dst, t.raw(), t.nbytes());
+            };
+        };
+        outs.push_back({"lm_head.qweight", DType::I32, {Hh, V / 8}, produce("qweight")});
+        outs.push_back({"lm_head.qzeros", DType::I32, {Hh / g, V / 8}, produce("qzeros")});
+        outs.push_back({"lm_head.scales", DType::F16, {Hh / g, V}, produce("scales")});
+        ++sum.linears;
+    }
     for (const std::string& name : {std::string("model.embed_tokens.weight"), std::string("model.norm.weight"),
                                      std::string("lm_head.weight")}) {
         if (!ckpt.has(name)) {
             if (name == "lm_head.weight") continue;  // tied
             fail("checkpoint {}: missing tensor '{}'", ckpt.dir(), name);
         }
+        if (head_q && name == "lm_head.weight") continue;  // written as int4 above
         OutTensor t;
         t.name = name;
         t.dtype = DType::F16;
@@ -269,6 +299,7 @@ AwqQuantizeSummary awq_quantize_checkpoint(const std::string& in_dir, const std:
                {"zero_point", true},    {"version", "gemm"}, {"modules_to_not_convert", nullptr}};
     json config = cfg.raw;
     config["quantization_config"] = qc;
+    if (head_q) config["tie_word_embeddings"] = false;
     config["torch_dtype"] = "float16";
     write_dir_atomic(out_dir, [&](const std::string& tmp) {
         write_sharded_safetensors(tmp, outs, 5000000000ull,
@@ -315,8 +346,9 @@ AwqQuantizeSummary awq_quantize_checkpoint(const std::string& in_dir, const std:
 
 int awq_quantize_command(const std::string& in_dir, const std::string& out_dir, const AwqOptions& opt) {
     const AwqQuantizeSummary s = awq_quantize_checkpoint(in_dir, out_dir, opt);
-    fmt::print("quantized {} -> {}: {} linears in {} layers to int4 (AutoAWQ gemm, group {}, method {}) in {:.1f}s\n",
-               in_dir, out_dir, s.linears, s.layers, opt.group_size, opt.method, s.seconds);
+    fmt::print("quantized {} -> {}: {} linears in {} layers to int4 (AutoAWQ gemm, group {}, method {}){} in {:.1f}s\n",
+               in_dir, out_dir, s.linears, s.layers, opt.group_size, opt.method,
+               opt.quantize_lm_head ? ", lm_head too (RTN; tie_word_embeddings false)" : "", s.seconds);
     if (opt.method == "awq" && s.report.contains("summary")) {
         const json& m = s.report["summary"];
         fmt::print("calibration: {} tokens; per-linear output MSE summed: AWQ {:.4g} vs RTN {:.4g} (RTN/AWQ {:.2f}x, "

@@ -30,6 +30,8 @@ struct AwqOptions {
     bool report = true;              // OUT/awq/report.json: per-linear output MSE of AWQ vs RTN
     bool save_entries = true;        // OUT/awq/scales.{json,safetensors}
     bool progress = true;
+    bool quantize_lm_head = false;   // also lm_head (RTN, same group size), written as lm_head.qweight/qzeros/
+                                     // scales; a tied head is untied (the embedding table stays F16)
 };
 
 struct AwqQuantizeSummary {

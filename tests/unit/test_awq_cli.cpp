@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <fmt/format.h>
 
@@ -62,5 +63,48 @@ TEST(AwqCli, QuantizeRunInspect) {
     auto bad = run_cli(fmt::format("quantize --awq {} {}/bad --group-size 48 --no-progress", src, dir));
     EXPECT_EQ(bad.exit_code != 0, true) << bad.output;
     EXPECT_NE(bad.output.find("48"), std::string::npos) << bad.output;
+    fs::remove_all(dir);
+}
+
+// --quantize-lm-head: the tied head of tiny-qwen3 becomes its own int4 tensor (llama.cpp's formats quantise
+// the output head too); the model loads it as an AWQ linear, fast == reference, and the logits stay near
+// the float model's. With --fp8 the same flag writes an FP8 lm_head.weight.
+TEST(AwqCli, QuantizeLmHeadUntiesAndLoads) {
+    const std::string dir = make_temp_dir("awqhead");
+    const std::string src = dir + "/src", q = dir + "/q4h", f = dir + "/f8h";
+    ASSERT_EQ(run_cli("init --preset tiny-qwen3 --dtype f32 --seed 5 " + src).exit_code, 0);
+    auto r = run_cli("quantize --awq " + src + " " + q + " --method rtn --group-size 32 --quantize-lm-head --no-progress");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_cli("quantize --fp8 " + src + " " + f + " --quantize-lm-head --no-progress");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    {
+        Checkpoint ck = Checkpoint::open(q);
+        EXPECT_TRUE(ck.has("lm_head.qweight") && ck.has("lm_head.qzeros") && ck.has("lm_head.scales"));
+        EXPECT_FALSE(ck.has("lm_head.weight"));
+        EXPECT_EQ(ck.info("model.embed_tokens.weight").dtype, DType::F16);  // the table stays for the lookup
+        Checkpoint cf = Checkpoint::open(f);
+        EXPECT_EQ(cf.info("lm_head.weight").dtype, DType::F8_E4M3);
+    }
+    for (const std::string& m : {q, f}) {
+        std::ifstream cfg(m + "/config.json");
+        const std::string text((std::istreambuf_iterator<char>(cfg)), std::istreambuf_iterator<char>());
+        EXPECT_NE(text.find("\"tie_word_embeddings\": false"), std::string::npos) << m;
+        auto i = run_cli("inspect --summary " + m);
+        EXPECT_EQ(i.exit_code, 0) << i.output;
+        bool head_quantized = false;
+        std::istringstream lines(i.output);
+        for (std::string line; std::getline(lines, line);)
+            if (line.find("lm_head") != std::string::npos &&
+                (line.find("AWQ int4") != std::string::npos || line.find("FP8") != std::string::npos))
+                head_quantized = true;
+        EXPECT_TRUE(head_quantized) << i.output;
+    }
+    const auto ref = logits_of(src, dir + "/src.safetensors");
+    const auto fast = logits_of(q, dir + "/fast.safetensors");
+    const auto slow = logits_of(q, dir + "/slow.safetensors", "LMSCOPE_REF=1");
+    EXPECT_LE(rel_error(fast, slow), 1e-5);
+    EXPECT_LT(rel_error(fast, ref), 0.6);
+    const auto f8 = logits_of(f, dir + "/f8.safetensors");
+    EXPECT_LT(rel_error(f8, ref), 0.2);
     fs::remove_all(dir);
 }

@@ -2,10 +2,17 @@
 // weight dtype and each ISA level this CPU has, with fresh random inputs and poisoned outputs
 // (NaN-filled, so an element the op forgets to write fails the comparison).
 // Tolerances (max |fast - ref| / (1e-6 + max |ref|)): f32 arithmetic with f32 or narrower stored
-// weights: 2e-5 (all conversions are exact; only summation order differs).
+// weights: 2e-5 (all conversions are exact; only summation order differs). That includes block FP8
+// (codes decode exactly) and the AWQ int4 GEMM path ((q - z) * s is exact in f32). The AWQ GEMV factors
+// the zero point out of each group (s * (sum x q - z * sum x)); the two sums are up to ~15x the
+// result, so their f32 rounding is allowed 5e-5 (observed below 2e-5).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <climits>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <random>
@@ -13,12 +20,16 @@
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/simd.h"
 #include "ops/ops.h"
+#include "quant/awq.h"
+#include "quant/awq_pack.h"
+#include "quant/fp8.h"
 
 using namespace lmscope;
 
 namespace {
 
 constexpr double kTol = 2e-5;
+constexpr double kTolAwqGemv = 5e-5;
 
 std::vector<float> randn(int64_t n, std::mt19937& rng, float scale = 1.0f) {
     std::normal_distribution<float> d(0.0f, scale);
@@ -45,6 +56,44 @@ double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
     return md / (1e-6 + mr);
 }
 
+// Block-FP8 linear (out, in) from random weights; some codes replaced so that every E4M3 code except
+// the NaNs (0x7f, 0xff; see ops/cpu/fp8_rows.h) occurs, subnormals included.
+Linear fp8_linear(int64_t out, int64_t in, Fp8BlockSize b, bool bias, std::mt19937& rng) {
+    auto w = randn(out * in, rng, 0.1f);
+    const Shape ss = fp8_scale_shape({out, in}, b);
+    Tensor codes = Tensor::empty(DType::F8_E4M3, {out, in});
+    std::vector<float> scales(static_cast<size_t>(ss[0] * ss[1]));
+    fp8_block_quantize_ref(w.data(), out, in, b, codes.data_mut<uint8_t>(), scales.data());
+    uint8_t* c = codes.data_mut<uint8_t>();
+    for (int64_t i = 0, code = 0; i < out * in; i += 3, code = (code + 1) % 256)
+        c[i] = static_cast<uint8_t>((code & 0x7f) == 0x7f ? code - 1 : code);
+    Linear l = Linear::dense("fp8", codes, bias ? tensor_of(randn(out, rng), {out}, DType::F32) : Tensor());
+    l.format = LinearFormat::Fp8Block;
+    l.scale = Tensor::from_f32(ss, scales);
+    l.block_out = b.out;
+    l.block_in = b.in;
+    return l;
+}
+
+// AWQ int4 linear (out, in) in the AutoAWQ gemm layout; scales F16 or F32, with or without the CPU tile copy.
+Linear awq_linear(int64_t out, int64_t in, int64_t g, bool bias, bool f32_scales, bool tiles, std::mt19937& rng) {
+    auto w = randn(out * in, rng, 0.05f);
+    AwqQuantized qr;
+    awq_pseudo_quantize(w.data(), out, in, g, AwqMath::F16, &qr);
+    const AwqPacked pk = awq_pack(qr);
+    Linear l;
+    l.name = "awq";
+    l.format = LinearFormat::AwqInt4;
+    l.weight = pk.qweight;
+    l.qzeros = pk.qzeros;
+    l.scale = f32_scales ? pk.scales.to(DType::F32) : pk.scales;
+    if (tiles) l.qweight_tiles = awq_tile_qweight(pk.qweight);
+    if (bias) l.bias = tensor_of(randn(out, rng), {out}, DType::F32);
+    l.group_size = g;
+    l.in_features = in;
+    l.out_features = out;
+    return l;
+}
 
 class OpsVsRef : public ::testing::TestWithParam<simd::Isa> {
 protected:
@@ -72,6 +121,65 @@ TEST_P(OpsVsRef, Linear) {
                 linear_cpu(x.data(), T, w, y.data());
                 linear_ref(x.data(), T, w, yr.data());
                 ASSERT_LE(max_rel_diff(y, yr), kTol) << dtype_name(dt) << " T=" << T << " out=" << out << " in=" << in;
+            }
+}
+
+TEST_P(OpsVsRef, LinearFp8) {
+    struct Case { int64_t out, in; Fp8BlockSize b; };
+    for (Case c : {Case{1, 1, {128, 128}}, Case{7, 33, {128, 128}}, Case{33, 127, {16, 24}}, Case{129, 300, {128, 128}},
+                   Case{64, 256, {32, 64}}, Case{17, 1000, {128, 128}}, Case{5, 4097, {128, 128}}})
+        for (int64_t T : {1, 2, 3, 4, 5, 13}) {
+            Linear w = fp8_linear(c.out, c.in, c.b, c.out % 2 == 1, rng_);
+            auto x = randn(T * c.in, rng_);
+            if (T == 2) x[static_cast<size_t>(c.in)] = 3e5f;  // token 1: |x| >= 64, another pre-scale (fp8_rows_avx512.cpp)
+            for (bool act : {false, true}) {
+                if (act && T % 2 == 0) continue;
+                set_fp8_activation_mode(act);
+                auto y = poisoned(T * c.out), yr = poisoned(T * c.out);
+                linear_fp8_cpu(x.data(), T, w, y.data());
+                linear_fp8_ref(x.data(), T, w, yr.data());
+                set_fp8_activation_mode(false);
+                ASSERT_LE(max_rel_diff(y, yr), kTol) << "T=" << T << " out=" << c.out << " in=" << c.in << " block "
+                                                     << c.b.out << "x" << c.b.in << " act=" << act;
+            }
+        }
+}
+
+// A non-finite input takes the F16C decode at the AVX-512 level; every level must give the reference's
+// non-finite pattern and its finite values.
+TEST_P(OpsVsRef, LinearFp8NonFiniteInput) {
+    Linear w = fp8_linear(9, 200, {128, 128}, false, rng_);
+    for (float bad : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
+        auto x = randn(200, rng_);
+        x[150] = bad;  // second block only
+        std::vector<float> y(9), yr(9);
+        linear_fp8_cpu(x.data(), 1, w, y.data());
+        linear_fp8_ref(x.data(), 1, w, yr.data());
+        for (int i = 0; i < 9; ++i) {
+            ASSERT_EQ(std::isnan(y[i]), std::isnan(yr[i])) << i;
+            if (!std::isnan(yr[i])) {
+                ASSERT_EQ(y[i], yr[i]) << i;  // +-inf
+            }
+        }
+    }
+}
+
+TEST_P(OpsVsRef, LinearAwq) {
+    struct Case { int64_t out, in, g; };
+    for (Case c : {Case{8, 32, 32}, Case{24, 96, 32}, Case{136, 256, 64}, Case{200, 384, 128}, Case{264, 128, 128},
+                   Case{1032, 256, 128}})
+        for (int64_t T : {1, 2, 3, 4, 5, 13})
+            for (int variant = 0; variant < 4; ++variant) {
+                const bool f32_scales = variant & 1, tiles = variant & 2;
+                if (T * c.out * c.in > 3000000 && variant != 2) continue;
+                Linear w = awq_linear(c.out, c.in, c.g, c.out % 3 == 0, f32_scales, tiles, rng_);
+                auto x = randn(T * c.in, rng_);
+                auto y = poisoned(T * c.out), yr = poisoned(T * c.out);
+                linear_awq_cpu(x.data(), T, w, y.data());
+                linear_awq_ref(x.data(), T, w, yr.data());
+                ASSERT_LE(max_rel_diff(y, yr), T < 4 ? kTolAwqGemv : kTol)
+                    << "T=" << T << " out=" << c.out << " in=" << c.in << " g=" << c.g << " f32 scales " << f32_scales
+                    << " tiles " << tiles;
             }
 }
 
@@ -104,7 +212,9 @@ TEST_P(OpsVsRef, Rope) {
 TEST_P(OpsVsRef, Attention) {
     struct Case { int64_t T, pos0, Hq, Hkv, D; };
     for (Case c : {Case{1, 0, 1, 1, 8}, Case{7, 0, 4, 2, 16}, Case{1, 130, 6, 2, 32}, Case{5, 61, 2, 1, 128},
-                   Case{33, 100, 3, 3, 7}, Case{129, 0, 2, 1, 64}}) {
+                   Case{33, 100, 3, 3, 7}, Case{129, 0, 2, 1, 64},
+                   // T >= 8: the blocked path (48-query blocks, 128-key chunks) at its edges
+                   Case{8, 0, 2, 1, 128}, Case{48, 0, 4, 2, 128}, Case{50, 300, 4, 2, 33}, Case{97, 31, 2, 2, 16}}) {
         const int64_t S = c.pos0 + c.T;
         auto q = randn(c.T * c.Hq * c.D, rng_), k = randn(S * c.Hkv * c.D, rng_), v = randn(S * c.Hkv * c.D, rng_);
         AttentionShape as{c.T, c.pos0, c.Hq, c.Hkv, c.D, 1.0f / std::sqrt(static_cast<float>(c.D))};
@@ -161,8 +271,55 @@ TEST_P(OpsVsRef, Gemm) {
             }
 }
 
+// The pre-packed GEMM used by the blocked attention: packed B (both storage orders), used from a row
+// offset, overwrite and accumulate.
+TEST_P(OpsVsRef, GemmPackedPanels) {
+    struct Case { int64_t M, N, K, k0; };
+    for (Case c : {Case{1, 1, 1, 0}, Case{13, 33, 7, 0}, Case{48, 128, 128, 0}, Case{25, 70, 40, 9}})
+        for (bool trans : {false, true})
+            for (bool acc : {false, true}) {
+                const int64_t Kall = c.K + c.k0, NR = gemm_panel_width();
+                auto a = randn(c.M * c.K, rng_), b = randn(Kall * c.N, rng_);
+                std::vector<float> bp(static_cast<size_t>((c.N + NR - 1) / NR * Kall * NR));
+                gemm_pack_panels(b.data(), trans ? Kall : c.N, trans, Kall, c.N, bp.data());
+                auto y = randn(c.M * c.N, rng_), yr = y;
+                if (!acc) std::fill(y.begin(), y.end(), std::numeric_limits<float>::quiet_NaN());
+                gemm_packed(a.data(), c.K, bp.data() + c.k0 * NR, Kall * NR, c.M, c.N, c.K, y.data(), c.N, acc);
+                GemmArgs g;
+                g.M = c.M; g.N = c.N; g.K = c.K;
+                g.a = a.data(); g.lda = c.K;
+                g.b = trans ? b.data() + c.k0 : b.data() + c.k0 * c.N;
+                g.b_dtype = DType::F32; g.ldb = trans ? Kall : c.N; g.b_trans = trans;
+                g.c = yr.data(); g.ldc = c.N; g.accumulate = acc;
+                gemm_ref(g);
+                ASSERT_LE(max_rel_diff(y, yr), kTol) << "M=" << c.M << " N=" << c.N << " K=" << c.K << " trans=" << trans;
+            }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isa, OpsVsRef, ::testing::Values(simd::Isa::Portable, simd::Isa::Avx2, simd::Isa::Avx512),
                          [](const auto& p) { return std::string(simd::isa_name(p.param)); });
+
+// LMSCOPE_ISA caps the dispatch level of a fresh process: this binary re-runs itself with each level
+// and the child checks what it got (and that the op results still match the reference there).
+TEST(IsaEnv, CapsTheDispatchLevel) {
+    char exe[PATH_MAX];
+    const ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    ASSERT_GT(n, 0);
+    exe[n] = 0;
+    for (simd::Isa isa : {simd::Isa::Portable, simd::Isa::Avx2, simd::Isa::Avx512}) {
+        if (!simd::isa_supported(isa)) continue;
+        const std::string name = simd::isa_name(isa);
+        const std::string cmd = "LMSCOPE_ISA=" + name + " LMSCOPE_ISA_EXPECT=" + name + " '" + exe +
+                                "' --gtest_filter='IsaEnvChild.*:Isa/OpsVsRef.Linear*/" + name + "' > /dev/null 2>&1";
+        EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    }
+}
+
+TEST(IsaEnvChild, GotTheCappedLevel) {
+    const char* expect = std::getenv("LMSCOPE_ISA_EXPECT");
+    if (!expect) GTEST_SKIP() << "run by IsaEnv.CapsTheDispatchLevel";
+    EXPECT_STREQ(simd::isa_name(simd::active_isa()), expect);
+}
 
 // The reference itself against float64 math on a case small enough to do by hand.
 TEST(OpsRef, LinearAndRmsNormByHand) {

@@ -27,6 +27,46 @@ struct ABlock {
     int64_t rs, cs;
 };
 
+#define LMS_AVX512 __attribute__((target("avx512f,avx512dq")))
+
+LMS_AVX512 inline __m512d pd(__m512 v) { return _mm512_castps_pd(v); }
+
+// bp[kk * 32 + j] = rows[j * ld + kk] for j < 32, kk < kc: 16 x 16 blocks transposed in registers
+// (64 shuffles per block instead of 256 scalar loads and stores). The maskz forms: GCC 12 warns
+// (-Wuninitialized) about the undefined pass-through operand of the unmasked ones.
+LMS_AVX512 void transpose_32(const float* rows, int64_t ld, int64_t kc, float* bp) {
+    constexpr __mmask16 all = 0xffff;
+    int64_t kk = 0;
+    for (; kk + 16 <= kc; kk += 16)
+        for (int half = 0; half < 2; ++half) {
+            __m512 r[16], t[16], u[16];
+            for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(rows + (16 * half + i) * ld + kk);
+            for (int i = 0; i < 8; ++i) {
+                t[2 * i] = _mm512_maskz_unpacklo_ps(all, r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm512_maskz_unpackhi_ps(all, r[2 * i], r[2 * i + 1]);
+            }
+            for (int i = 0; i < 4; ++i) {  // u[4 i + q], 128-bit lane L: column 4 L + q of rows 4 i .. 4 i + 3
+                u[4 * i + 0] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xff, pd(t[4 * i]), pd(t[4 * i + 2])));
+                u[4 * i + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xff, pd(t[4 * i]), pd(t[4 * i + 2])));
+                u[4 * i + 2] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xff, pd(t[4 * i + 1]), pd(t[4 * i + 3])));
+                u[4 * i + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xff, pd(t[4 * i + 1]), pd(t[4 * i + 3])));
+            }
+            float* dst = bp + kk * 32 + 16 * half;
+            for (int q = 0; q < 4; ++q) {
+                const __m512 a = _mm512_maskz_shuffle_f32x4(all, u[q], u[4 + q], 0x88);
+                const __m512 b = _mm512_maskz_shuffle_f32x4(all, u[q], u[4 + q], 0xdd);
+                const __m512 c = _mm512_maskz_shuffle_f32x4(all, u[8 + q], u[12 + q], 0x88);
+                const __m512 d = _mm512_maskz_shuffle_f32x4(all, u[8 + q], u[12 + q], 0xdd);
+                _mm512_storeu_ps(dst + (q + 0) * 32, _mm512_maskz_shuffle_f32x4(all, a, c, 0x88));
+                _mm512_storeu_ps(dst + (q + 8) * 32, _mm512_maskz_shuffle_f32x4(all, a, c, 0xdd));
+                _mm512_storeu_ps(dst + (q + 4) * 32, _mm512_maskz_shuffle_f32x4(all, b, d, 0x88));
+                _mm512_storeu_ps(dst + (q + 12) * 32, _mm512_maskz_shuffle_f32x4(all, b, d, 0xdd));
+            }
+        }
+    for (; kk < kc; ++kk)
+        for (int j = 0; j < 32; ++j) bp[kk * 32 + j] = rows[j * ld + kk];
+}
+
 // Packs B(k0 .. k0+kc, n0 .. n0+NR) into bp[kk * NR + j], zero-filling columns past N.
 template <int NR>
 void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t n0, float* bp, std::vector<float>& tmp) {
@@ -40,6 +80,18 @@ void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t n0, float* bp, st
         else
             simd::row_to_f32(b + static_cast<size_t>(r * g.ldb + c0) * es, g.b_dtype, count, out);
     };
+    if (g.b_trans && NR == 32 && simd::active_isa() == simd::Isa::Avx512) {
+        // the NR stored rows side by side (zero rows past N), then one register transpose
+        tmp.resize(static_cast<size_t>(NR * kc));
+        for (int64_t j = 0; j < NR; ++j) {
+            if (j < nr)
+                load(n0 + j, k0, kc, tmp.data() + j * kc);
+            else
+                std::fill(tmp.data() + j * kc, tmp.data() + (j + 1) * kc, 0.0f);
+        }
+        transpose_32(tmp.data(), kc, kc, bp);
+        return;
+    }
     if (g.b_trans) {  // column n of B is row n of the stored matrix: contiguous along k
         tmp.resize(static_cast<size_t>(kc));
         for (int64_t j = 0; j < nr; ++j) {
@@ -205,6 +257,53 @@ void gemm_cpu_serial(const GemmArgs& g) {
         case simd::Isa::Avx512: return gemm_range<12, 32>(g, kernel_avx512, 0, g.N);
         case simd::Isa::Avx2: return gemm_range<6, 16>(g, kernel_avx2, 0, g.N);
         default: return gemm_range<4, 16>(g, kernel_portable, 0, g.N);
+    }
+}
+
+int64_t gemm_panel_width() { return simd::active_isa() == simd::Isa::Avx512 ? 32 : 16; }
+
+void gemm_pack_panels(const float* b, int64_t ldb, bool trans, int64_t K, int64_t N, float* out) {
+    const int64_t NR = gemm_panel_width();
+    for (int64_t n0 = 0, p = 0; n0 < N; n0 += NR, ++p) {
+        const int64_t nr = std::min(NR, N - n0);
+        float* dst = out + p * K * NR;
+        for (int64_t k = 0; k < K; ++k) {
+            float* d = dst + k * NR;
+            if (trans)
+                for (int64_t j = 0; j < nr; ++j) d[j] = b[(n0 + j) * ldb + k];
+            else
+                std::copy(b + k * ldb + n0, b + k * ldb + n0 + nr, d);
+            std::fill(d + nr, d + NR, 0.0f);
+        }
+    }
+}
+
+namespace {
+template <int MR, int NR>
+void packed_range(Kernel kernel, const float* a, int64_t lda, const float* bp, int64_t panel_stride, int64_t M,
+                  int64_t N, int64_t K, float* c, int64_t ldc, bool accumulate) {
+    for (int64_t n0 = 0, p = 0; n0 < N; n0 += NR, ++p) {
+        const int64_t nr = std::min<int64_t>(NR, N - n0);
+        for (int64_t m0 = 0; m0 < M; m0 += MR) {
+            ABlock A{a + m0 * lda, lda, 1};
+            kernel(A, std::min<int64_t>(MR, M - m0), bp + p * panel_stride, K, c + m0 * ldc + n0, ldc, nr, !accumulate);
+        }
+    }
+}
+}  // namespace
+
+void gemm_packed(const float* a, int64_t lda, const float* bp, int64_t panel_stride, int64_t M, int64_t N, int64_t K,
+                 float* c, int64_t ldc, bool accumulate) {
+    if (M <= 0 || N <= 0) return;
+    if (K == 0) {
+        if (!accumulate)
+            for (int64_t m = 0; m < M; ++m) std::fill(c + m * ldc, c + m * ldc + N, 0.0f);
+        return;
+    }
+    switch (simd::active_isa()) {
+        case simd::Isa::Avx512: return packed_range<12, 32>(kernel_avx512, a, lda, bp, panel_stride, M, N, K, c, ldc, accumulate);
+        case simd::Isa::Avx2: return packed_range<6, 16>(kernel_avx2, a, lda, bp, panel_stride, M, N, K, c, ldc, accumulate);
+        default: return packed_range<4, 16>(kernel_portable, a, lda, bp, panel_stride, M, N, K, c, ldc, accumulate);
     }
 }
 

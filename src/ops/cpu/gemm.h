@@ -41,4 +41,21 @@ void gemm_cpu_serial(const GemmArgs& g);
 /** Reference: double accumulators, single thread. */
 void gemm_ref(const GemmArgs& g);
 
+// Pre-packed B, for callers that reuse one B many times (attention packs K^T and V once per call).
+/** Width of a B panel at the active ISA (32 AVX-512, 16 otherwise). */
+int64_t gemm_panel_width();
+/**
+ * Packs f32 B (K, N), element (k, n) at b[k * ldb + n] (b[n * ldb + k] when trans), into panels of
+ * gemm_panel_width() = NR columns: out[p * K * NR + k * NR + j] = B(k, p * NR + j), zero past N.
+ * out holds ceil(N / NR) * K * NR floats.
+ */
+void gemm_pack_panels(const float* b, int64_t ldb, bool trans, int64_t K, int64_t N, float* out);
+/**
+ * C (M, N) = (or += when accumulate) A (M, K) x B on the calling thread; A row-major with row stride
+ * lda; B packed by gemm_pack_panels, panel p starting at bp + p * panel_stride (so a packed B of more
+ * rows can be used from row k0 with bp = packed + k0 * NR and panel_stride = its K * NR).
+ */
+void gemm_packed(const float* a, int64_t lda, const float* bp, int64_t panel_stride, int64_t M, int64_t N, int64_t K,
+                 float* c, int64_t ldc, bool accumulate);
+
 }  // namespace lmscope

@@ -2,6 +2,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -192,6 +193,65 @@ __attribute__((target("avx512f,avx512bw"))) float dot_weight_avx512(const float*
     return s;
 }
 
+__attribute__((target("avx512f"))) float dot_avx512(const float* a, const float* b, int64_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+    }
+    if (i < n) {  // masked tail: up to two vectors
+        const int64_t r = n - i;
+        const __mmask16 m0 = r >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << r) - 1);
+        const __mmask16 m1 = r > 16 ? static_cast<__mmask16>((1u << (r - 16)) - 1) : __mmask16(0);
+        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, a + i), _mm512_maskz_loadu_ps(m0, b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, a + i + 16), _mm512_maskz_loadu_ps(m1, b + i + 16), s1);
+    }
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, _mm512_add_ps(s0, s1));
+    float s = 0;
+    for (float l : lanes) s += l;
+    return s;
+}
+
+__attribute__((target("avx512f"))) void axpy_avx512(float a, const float* x, float* y, int64_t n) {
+    const __m512 va = _mm512_set1_ps(a);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
+__attribute__((target("avx512f"))) inline __mmask16 tail16(int64_t n) {
+    return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : static_cast<__mmask16>((1u << n) - 1);
+}
+
+__attribute__((target("avx512f"))) void dot_pairs4_avx512(const float* const a[4], const float* const b[4], int64_t n,
+                                                           float out[4]) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = tail16(n - i);
+        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a[0] + i), _mm512_maskz_loadu_ps(m, b[0] + i), a0);
+        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a[1] + i), _mm512_maskz_loadu_ps(m, b[1] + i), a1);
+        a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a[2] + i), _mm512_maskz_loadu_ps(m, b[2] + i), a2);
+        a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a[3] + i), _mm512_maskz_loadu_ps(m, b[3] + i), a3);
+    }
+    // four horizontal sums at once: 128-bit lanes folded pairwise across the vectors, then within lanes
+    // (maskz forms: GCC 12 warns about the undefined pass-through operand of the unmasked ones)
+    constexpr __mmask16 all = 0xffff;
+    const __m512 ab = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, a0, a1, 0x44), _mm512_maskz_shuffle_f32x4(all, a0, a1, 0xee));
+    const __m512 cd = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, a2, a3, 0x44), _mm512_maskz_shuffle_f32x4(all, a2, a3, 0xee));
+    __m512 t = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, ab, cd, 0x88), _mm512_maskz_shuffle_f32x4(all, ab, cd, 0xdd));
+    t = _mm512_add_ps(t, _mm512_maskz_permute_ps(all, t, 0x4e));
+    t = _mm512_add_ps(t, _mm512_maskz_permute_ps(all, t, 0xb1));
+    alignas(64) float l[16];
+    _mm512_store_ps(l, t);
+    out[0] = l[0];
+    out[1] = l[4];
+    out[2] = l[8];
+    out[3] = l[12];
+}
+
 }  // namespace
 
 Isa active_isa() { return current(); }
@@ -205,12 +265,19 @@ void force_isa(Isa isa) {
 }
 
 float dot_f32(const float* a, const float* b, int64_t n) {
+    if (current() >= Isa::Avx512) return dot_avx512(a, b, n);
     return current() >= Isa::Avx2 ? dot_avx2(a, b, n) : dot_portable(a, b, n);
 }
 
 void axpy_f32(float a, const float* x, float* y, int64_t n) {
+    if (current() >= Isa::Avx512) return axpy_avx512(a, x, y, n);
     if (current() >= Isa::Avx2) return axpy_avx2(a, x, y, n);
     for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void dot_f32_pairs4(const float* const a[4], const float* const b[4], int64_t n, float out[4]) {
+    if (current() >= Isa::Avx512) return dot_pairs4_avx512(a, b, n, out);
+    for (int r = 0; r < 4; ++r) out[r] = dot_f32(a[r], b[r], n);
 }
 
 float dot_weight_row(const float* x, const void* w, DType dt, int64_t n) {

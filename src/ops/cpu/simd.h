@@ -1,4 +1,4 @@
-// Small f32 vector primitives with run-time ISA selection (portable or AVX2+FMA+F16C), shared by
+// Small f32 vector primitives with run-time ISA selection (portable, AVX2+FMA+F16C, AVX-512), shared by
 // the fast CPU ops. LMSCOPE_ISA=portable|avx2|avx512 caps the level (tests run every level).
 #pragma once
 
@@ -19,6 +19,8 @@ void force_isa(Isa isa);
 float dot_f32(const float* a, const float* b, int64_t n);
 /** y += a * x */
 void axpy_f32(float a, const float* x, float* y, int64_t n);
+/** out[i] = dot(a[i], b[i]) for i < 4, all of length n (the four reduced together). */
+void dot_f32_pairs4(const float* const a[4], const float* const b[4], int64_t n, float out[4]);
 /** Dot of an f32 vector with a stored weight row (F32/F16/BF16), converting in registers. */
 float dot_weight_row(const float* x, const void* w_row, DType dt, int64_t n);
 /** Row of a stored weight (F32/F16/BF16) to f32. */

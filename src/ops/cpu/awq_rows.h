@@ -1,0 +1,56 @@
+// AWQ int4 weights (AutoAWQ gemm layout, read in place) for the fast CPU linear (linear_awq.cpp):
+// a decode GEMV over a range of output columns and a row dequantiser that the prefill GEMM calls
+// while it packs weight panels. Portable and AVX2 levels in awq_rows.cpp, AVX-512 in
+// awq_rows_avx512.cpp; the entry points dispatch on simd::active_isa().
+//
+// The GEMV factors the zero point out of each group g (x_g: the group's slice of x):
+//   y[n] = sum_g s[g, n] * (sum_k x_g[k] * q[k, n]  -  z[g, n] * sum_k x_g[k])
+// so the inner loop is nibble -> f32 and one FMA per weight; the group sums of x come from prepare_x.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/dtype.h"
+#include "quant/awq_pack.h"
+
+namespace lmscope::awqcpu {
+
+struct AwqWeight {
+    const int32_t* qw;   // qweight (in, pc): 8 nibbles per int32, logical column 8c + kAwqOrder[i] at bits 4i
+    const int32_t* tiles;  // the same int32s as awq_tile_qweight lays them out, or null
+    const int32_t* qz;   // qzeros (ng, pc), packed like qweight
+    const float* sf;     // scales (ng, out) as f32, or null when F16
+    const uint16_t* sh;  // scales (ng, out) as F16 bits, or null
+    int64_t in, out, pc, g, ng;
+};
+
+/** Where the GEMV reads packed column c (c % 8 == 0) of row 0, and the distance between rows. */
+inline const int32_t* column_base(const AwqWeight& w, int64_t c, int64_t& row_stride) {
+    row_stride = w.tiles ? kAwqTile : w.pc;
+    return w.tiles ? w.tiles + (c / kAwqTile) * w.in * kAwqTile + c % kAwqTile : w.qw + c;
+}
+
+/** Wt[k, n] = (q - z) * s, exact in f32. */
+inline float weight_at(const AwqWeight& w, int64_t k, int64_t n) {
+    const int64_t gi = k / w.g;
+    const float s = w.sf ? w.sf[gi * w.out + n] : f16_to_f32(w.sh[gi * w.out + n]);
+    return static_cast<float>(awq_unpack_nibble(w.qw + k * w.pc, n) - awq_unpack_nibble(w.qz + gi * w.pc, n)) * s;
+}
+
+/** Sums of x (in) over each group of g inputs, into xg (ng). */
+void group_sums(const AwqWeight& w, const float* x, float* xg);
+/** For one token x with group sums xg: y[n] = sum_k x[k] * Wt[k, n] for packed columns [p0, p1) (n = 8 p0 ..). */
+void gemv(const AwqWeight& w, const float* x, const float* xg, int64_t p0, int64_t p1, float* y);
+/** out[i] = Wt[k, n0 + i] = (q - z) * s, for i < n. */
+void row_to_f32(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out);
+
+// per-level implementations (the dispatchers above pick one)
+void gemv_portable(const AwqWeight& w, const float* x, const float* xg, int64_t p0, int64_t p1, float* y);
+void gemv_avx2(const AwqWeight& w, const float* x, const float* xg, int64_t p0, int64_t p1, float* y);
+void gemv_avx512(const AwqWeight& w, const float* x, const float* xg, int64_t p0, int64_t p1, float* y);
+void row_to_f32_portable(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out);
+void row_to_f32_avx2(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out);
+void row_to_f32_avx512(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out);
+
+}  // namespace lmscope::awqcpu
