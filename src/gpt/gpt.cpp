@@ -12,6 +12,7 @@
 #include "gpt/kernels.h"
 #include "gpt/rng.h"
 #include "io/safetensors.h"
+#include "quant/awq_pack.h"
 
 namespace lmscope::gpt {
 
@@ -88,6 +89,30 @@ void GptModel::init_nanochat(uint64_t seed) {
     weights_changed();
 }
 
+// A block matrix stored as AutoAWQ-layout int4 (`lmscope quantize --awq` on a GPT: <module>.qweight /
+// .qzeros / .scales instead of <module>.weight): expanded to f32 here, since this engine computes in
+// f32. The group size follows from the shapes (in / rows of qzeros).
+bool GptModel::load_awq_int4(const SafetensorsFile& f, const std::string& file, const ParamInfo& p) {
+    const std::string base = p.name.substr(0, p.name.size() - std::string(".weight").size());
+    if (!f.find(base + ".qweight")) return false;
+    for (const char* part : {".qzeros", ".scales"})
+        if (!f.find(base + part)) fail("{}: tensor \"{}{}\" missing (int4 weight {}.qweight present)", file, base, part, base);
+    const int64_t out = p.shape[0], in = p.shape[1];
+    const Tensor qz = f.get(base + ".qzeros");
+    if (qz.shape().size() != 2 || qz.shape()[0] <= 0 || in % qz.shape()[0] != 0)
+        fail("{}: tensor \"{}.qzeros\" has shape {}, expected (in / group, out / 8) for in = {}", file, base,
+             shape_str(qz.shape()), in);
+    const int64_t group = in / qz.shape()[0];
+    const Tensor qw = f.get(base + ".qweight"), sc = f.get(base + ".scales");
+    const std::string problem = awq_shape_problem(base, qw, qz, sc, group, in, out);
+    if (!problem.empty()) fail("{}: {}", file, problem);
+    const std::vector<float> wt = awq_dequantize_t(qw, qz, sc, group, base);  // (in, out)
+    float* dst = data_.data() + p.offset;
+    for (int64_t o = 0; o < out; ++o)
+        for (int64_t i = 0; i < in; ++i) dst[o * in + i] = wt[static_cast<size_t>(i * out + o)];
+    return true;
+}
+
 void GptModel::load(const std::string& path) {
     std::string file = path;
     if (std::filesystem::is_directory(path)) file = (std::filesystem::path(path) / "model.safetensors").string();
@@ -95,6 +120,7 @@ void GptModel::load(const std::string& path) {
     SafetensorsFile f = SafetensorsFile::open(file);
     for (const ParamInfo& p : params_) {
         const TensorInfo* ti = f.find(p.name);
+        if (!ti && p.matrix && load_awq_int4(f, file, p)) continue;
         if (!ti) fail("{}: tensor \"{}\" missing", file, p.name);
         if (ti->shape != p.shape)
             fail("{}: tensor \"{}\" has shape {}, the config wants {}", file, p.name, shape_str(ti->shape),

@@ -16,6 +16,7 @@
 
 #include "core/tensor.h"
 #include "gpt/config.h"
+#include "io/safetensors.h"
 #include "trace/observer.h"
 
 namespace lmscope::gpt {
@@ -78,6 +79,7 @@ private:
         std::vector<float> ln1, ln1_rstd, qn, q_rstd, kn, k_rstd, v, att, atty, ln2, ln2_rstd, fc, h2;
     };
     void ensure_acts(int64_t B, int64_t T);
+    bool load_awq_int4(const SafetensorsFile& f, const std::string& file, const ParamInfo& p);
     void ensure_transposes();
     const float* wt(const std::string& name) const { return wt_.data() + info(name).offset; }
 
