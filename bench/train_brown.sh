@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 LMS=${1:-build/lmscope}
 mkdir -p runs
+rm -rf runs/gpt-d4 runs/qwen3-d4  # the script owns these two folders: a rerun starts them afresh
 LMSCOPE_THREADS=1 "$LMS" train --depth 4 --seq-len 1024 --batch 1 --steps 1400 --eval-every 100 --log-every 50 \
     --out runs/gpt-d4 > runs/gpt-d4.log 2>&1 &
 gpt=$!
