@@ -12,6 +12,7 @@
 
 #include "gpt/gpt.h"
 #include "gpt/kernels.h"
+#include "grad_check.h"
 #include "test_util.h"
 
 using namespace lmscope::gpt;
@@ -20,35 +21,11 @@ using lmscope::testing::rel_error;
 namespace {
 
 constexpr double kTol = 1e-4;
-using Vec = std::vector<double>;
-
-Vec randn(size_t n, uint32_t seed, double scale = 1.0) {
-    std::mt19937 g(seed);
-    std::normal_distribution<double> d(0.0, scale);
-    Vec v(n);
-    for (auto& x : v) x = d(g);
-    return v;
-}
-std::vector<float> to_f(const Vec& v) { return std::vector<float>(v.begin(), v.end()); }
-double dotv(const Vec& a, const Vec& b) {
-    double s = 0;
-    for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
-    return s;
-}
-// d/dx of f at x by central differences, h relative to max(1, |x|)
-Vec fd(const std::function<double(const Vec&)>& f, Vec x, double h = 1e-5) {
-    Vec g(x.size());
-    for (size_t i = 0; i < x.size(); ++i) {
-        const double x0 = x[i];
-        x[i] = x0 + h;
-        const double fp = f(x);
-        x[i] = x0 - h;
-        const double fm = f(x);
-        x[i] = x0;
-        g[i] = (fp - fm) / (2 * h);
-    }
-    return g;
-}
+using lmscope::testing::dotv;
+using lmscope::testing::fd;
+using lmscope::testing::randn;
+using lmscope::testing::to_f;
+using lmscope::testing::Vec;
 
 // ---- float64 references ----
 Vec rmsnorm_ref(const Vec& x, int64_t N, int64_t C) {
