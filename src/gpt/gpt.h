@@ -55,8 +55,6 @@ public:
     void load(const std::string& path);
     /** Writes model.safetensors-style F32 tensors with nanochat names. */
     void save(const std::string& path, const std::map<std::string, std::string>& metadata = {}) const;
-    /** Call after changing parameters in place (optimiser step, load): drops cached transposes. */
-    void weights_changed() { wt_valid_ = false; }
 
     /**
      * Runs (B, T) ids (T <= sequence_len); with targets (B*T, -1 = ignore) computes the mean loss and
@@ -80,14 +78,11 @@ private:
     };
     void ensure_acts(int64_t B, int64_t T);
     bool load_awq_int4(const SafetensorsFile& f, const std::string& file, const ParamInfo& p);
-    void ensure_transposes();
-    const float* wt(const std::string& name) const { return wt_.data() + info(name).offset; }
 
     GptConfig cfg_;
     std::vector<ParamInfo> params_;
     std::map<std::string, size_t> index_;
-    std::vector<float> data_, grads_, wt_;  // wt_: each matrix transposed, same offsets
-    bool wt_valid_ = false;
+    std::vector<float> data_, grads_;
     std::vector<float> rope_cos_, rope_sin_;
 
     int64_t B_ = 0, T_ = 0;

@@ -118,7 +118,6 @@ void awq_gpt_fold(gpt::GptModel& m, int64_t layer, const std::vector<float>* s_v
         for (size_t i = 0; i < root.size(); ++i) root[i] = std::sqrt((*s_fc)[i]);
         fold("mlp.c_fc", "mlp.c_proj", *s_fc, root);
     }
-    m.weights_changed();
 }
 
 bool is_gpt_checkpoint(const std::string& dir) { return fs::exists(fs::path(dir) / "gpt_config.json"); }

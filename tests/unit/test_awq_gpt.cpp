@@ -41,7 +41,6 @@ gpt::GptModel random_model(const gpt::GptConfig& cfg, uint32_t seed) {
     for (const gpt::ParamInfo& p : m.params())
         if (p.zero_init)
             for (int64_t i = 0; i < p.numel; ++i) m.param(p.name)[i] = nd(rng);
-    m.weights_changed();
     return m;
 }
 
