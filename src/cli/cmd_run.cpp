@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "train/gpt_cli.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "cuda/cli_cuda.h"  // --device cuda (issue 7)
@@ -46,6 +47,13 @@ void run_command(const RunOptions& o) {
     if (o.max_new_tokens < 0) throw UsageError("run: --max-new-tokens must be >= 0");
     if (o.chat && !o.ids.empty()) throw UsageError("run: --chat needs --prompt (text), not --ids");
     if (o.threads > 0) ThreadPool::set_global_threads(o.threads);
+    if (is_gpt_model_dir(o.model)) {  // a GPT of `lmscope train` (src/train/gpt_cli.cpp)
+        if (o.device != "cpu" || o.chat || o.fp8_activations)
+            throw UsageError("run: a GPT checkpoint runs on the CPU only, without --chat or --fp8-activations");
+        gpt_run({o.model, o.prompt, o.ids.empty() ? std::vector<int32_t>{} : parse_id_list(o.ids, "--ids"),
+                 o.max_new_tokens, {o.temperature, o.top_k, o.top_p, o.seed}, o.save_logits});
+        return;
+    }
 
     DecoderModel model = DecoderModel::load(o.model);
     const ModelConfig& cfg = model.config();

@@ -17,6 +17,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "train/gpt_cli.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "cuda/cuda_api.h"
@@ -65,6 +66,11 @@ void trace_command(const TraceOptions& o) {
         return;
     }
     if (o.prompt.empty() == o.ids.empty()) throw UsageError("trace: give exactly one of --prompt or --ids");
+    if (is_gpt_model_dir(o.model)) {  // a GPT of `lmscope train` (src/train/gpt_cli.cpp)
+        DefaultTraceOptions d{o.filters, o.save_values, o.format, o.out, o.rules, o.check, o.threads};
+        gpt_trace({d, o.model, o.prompt, o.ids.empty() ? std::vector<int32_t>{} : parse_id_list(o.ids, "--ids")});
+        return;
+    }
     if (o.threads > 0) ThreadPool::set_global_threads(o.threads);
 
     DecoderModel model = DecoderModel::load(o.model);

@@ -12,6 +12,7 @@
 #include "gpt/kernels.h"
 #include "gpt/rng.h"
 #include "io/safetensors.h"
+#include "quant/awq_pack.h"
 
 namespace lmscope::gpt {
 
@@ -85,7 +86,30 @@ void GptModel::init_nanochat(uint64_t seed) {
         }
         for (int64_t i = 0; i < p.numel; ++i) w[i] = static_cast<float>(rng.normal() * std);
     }
-    weights_changed();
+}
+
+// A block matrix stored as AutoAWQ-layout int4 (`lmscope quantize --awq` on a GPT: <module>.qweight /
+// .qzeros / .scales instead of <module>.weight): expanded to f32 here, since this engine computes in
+// f32. The group size follows from the shapes (in / rows of qzeros).
+bool GptModel::load_awq_int4(const SafetensorsFile& f, const std::string& file, const ParamInfo& p) {
+    const std::string base = p.name.substr(0, p.name.size() - std::string(".weight").size());
+    if (!f.find(base + ".qweight")) return false;
+    for (const char* part : {".qzeros", ".scales"})
+        if (!f.find(base + part)) fail("{}: tensor \"{}{}\" missing (int4 weight {}.qweight present)", file, base, part, base);
+    const int64_t out = p.shape[0], in = p.shape[1];
+    const Tensor qz = f.get(base + ".qzeros");
+    if (qz.shape().size() != 2 || qz.shape()[0] <= 0 || in % qz.shape()[0] != 0)
+        fail("{}: tensor \"{}.qzeros\" has shape {}, expected (in / group, out / 8) for in = {}", file, base,
+             shape_str(qz.shape()), in);
+    const int64_t group = in / qz.shape()[0];
+    const Tensor qw = f.get(base + ".qweight"), sc = f.get(base + ".scales");
+    const std::string problem = awq_shape_problem(base, qw, qz, sc, group, in, out);
+    if (!problem.empty()) fail("{}: {}", file, problem);
+    const std::vector<float> wt = awq_dequantize_t(qw, qz, sc, group, base);  // (in, out)
+    float* dst = data_.data() + p.offset;
+    for (int64_t o = 0; o < out; ++o)
+        for (int64_t i = 0; i < in; ++i) dst[o * in + i] = wt[static_cast<size_t>(i * out + o)];
+    return true;
 }
 
 void GptModel::load(const std::string& path) {
@@ -95,6 +119,7 @@ void GptModel::load(const std::string& path) {
     SafetensorsFile f = SafetensorsFile::open(file);
     for (const ParamInfo& p : params_) {
         const TensorInfo* ti = f.find(p.name);
+        if (!ti && p.matrix && load_awq_int4(f, file, p)) continue;
         if (!ti) fail("{}: tensor \"{}\" missing", file, p.name);
         if (ti->shape != p.shape)
             fail("{}: tensor \"{}\" has shape {}, the config wants {}", file, p.name, shape_str(ti->shape),
@@ -103,7 +128,6 @@ void GptModel::load(const std::string& path) {
         if (t.dtype() != DType::F32) t = t.to(DType::F32);
         std::memcpy(data_.data() + p.offset, t.data<float>(), sizeof(float) * p.numel);
     }
-    weights_changed();
 }
 
 void GptModel::save(const std::string& path, const std::map<std::string, std::string>& metadata) const {
@@ -119,14 +143,6 @@ void GptModel::save(const std::string& path, const std::map<std::string, std::st
     w.write(path);
 }
 
-void GptModel::ensure_transposes() {
-    if (wt_valid_) return;
-    wt_.resize(data_.size());
-    for (const ParamInfo& p : params_)
-        if (p.name != "transformer.wte.weight")
-            transpose(wt_.data() + p.offset, data_.data() + p.offset, p.shape[0], p.shape[1]);
-    wt_valid_ = true;
-}
 
 void GptModel::ensure_acts(int64_t B, int64_t T) {
     if (B == B_ && T == T_) return;
@@ -179,7 +195,6 @@ float GptModel::forward(const int32_t* ids, const int32_t* targets, int64_t B, i
     for (int64_t n = 0; n < N; ++n)
         if (ids[n] < 0 || ids[n] >= V) fail("GPT forward: token id {} at position {} outside [0, {})", ids[n], n, V);
     ensure_acts(B, T);
-    ensure_transposes();
     ids_.assign(ids, ids + N);
     have_targets_ = targets != nullptr;
     targets_.assign(N, -1);
@@ -203,9 +218,9 @@ float GptModel::forward(const int32_t* ids, const int32_t* targets, int64_t B, i
         const std::string p = fmt::format("transformer.h.{}.", l);
         rmsnorm_forward(a.ln1.data(), a.ln1_rstd.data(), resid_.data(), N, C, kNormEps);
         emit(obs, p + "attn_norm", a.ln1.data(), sBTC);
-        matmul_forward(q_raw_.data(), a.ln1.data(), wt(p + "attn.c_q.weight"), N, C, H);
-        matmul_forward(k_raw_.data(), a.ln1.data(), wt(p + "attn.c_k.weight"), N, C, KV);
-        matmul_forward(a.v.data(), a.ln1.data(), wt(p + "attn.c_v.weight"), N, C, KV);
+        matmul_forward(q_raw_.data(), a.ln1.data(), param(p + "attn.c_q.weight"), N, C, H);
+        matmul_forward(k_raw_.data(), a.ln1.data(), param(p + "attn.c_k.weight"), N, C, KV);
+        matmul_forward(a.v.data(), a.ln1.data(), param(p + "attn.c_v.weight"), N, C, KV);
         emit(obs, p + "attn.c_q", q_raw_.data(), {B, T, NH, HD});
         emit(obs, p + "attn.c_k", k_raw_.data(), {B, T, NKV, HD});
         emit(obs, p + "attn.c_v", a.v.data(), {B, T, NKV, HD});
@@ -236,18 +251,18 @@ float GptModel::forward(const int32_t* ids, const int32_t* targets, int64_t B, i
         attention_forward(a.atty.data(), a.att.data(), a.qn.data(), a.kn.data(), a.v.data(), B, T, NH, NKV, HD,
                           scale);
         emit(obs, p + "attn.attn_out", a.atty.data(), {B, T, H});
-        matmul_forward(tmp_.data(), a.atty.data(), wt(p + "attn.c_proj.weight"), N, H, C);
+        matmul_forward(tmp_.data(), a.atty.data(), param(p + "attn.c_proj.weight"), N, H, C);
         emit(obs, p + "attn.c_proj", tmp_.data(), sBTC);
         for (int64_t i = 0; i < N * C; ++i) resid_[i] += tmp_[i];
         emit(obs, p + "attn_residual", resid_.data(), sBTC);
 
         rmsnorm_forward(a.ln2.data(), a.ln2_rstd.data(), resid_.data(), N, C, kNormEps);
         emit(obs, p + "mlp_norm", a.ln2.data(), sBTC);
-        matmul_forward(a.fc.data(), a.ln2.data(), wt(p + "mlp.c_fc.weight"), N, C, F);
+        matmul_forward(a.fc.data(), a.ln2.data(), param(p + "mlp.c_fc.weight"), N, C, F);
         emit(obs, p + "mlp.c_fc", a.fc.data(), {B, T, F});
         relu2_forward(a.h2.data(), a.fc.data(), N * F);
         emit(obs, p + "mlp.relu2", a.h2.data(), {B, T, F});
-        matmul_forward(tmp_.data(), a.h2.data(), wt(p + "mlp.c_proj.weight"), N, F, C);
+        matmul_forward(tmp_.data(), a.h2.data(), param(p + "mlp.c_proj.weight"), N, F, C);
         emit(obs, p + "mlp.c_proj", tmp_.data(), sBTC);
         for (int64_t i = 0; i < N * C; ++i) resid_[i] += tmp_[i];
         emit(obs, fmt::format("transformer.h.{}", l), resid_.data(), sBTC);
@@ -255,7 +270,7 @@ float GptModel::forward(const int32_t* ids, const int32_t* targets, int64_t B, i
 
     rmsnorm_forward(lnf_.data(), lnf_rstd_.data(), resid_.data(), N, C, kNormEps);
     emit(obs, "transformer.norm_f", lnf_.data(), sBTC);
-    matmul_forward(logits_.data(), lnf_.data(), wt("lm_head.weight"), N, C, V);
+    matmul_forward(logits_.data(), lnf_.data(), param("lm_head.weight"), N, C, V);
     emit(obs, "lm_head", logits_.data(), {B, T, V});
     count_ = softcap_crossentropy_forward(logits_.data(), losses_.data(), targets_.data(), N, V,
                                           static_cast<float>(cfg_.softcap));

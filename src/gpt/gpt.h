@@ -16,6 +16,7 @@
 
 #include "core/tensor.h"
 #include "gpt/config.h"
+#include "io/safetensors.h"
 #include "trace/observer.h"
 
 namespace lmscope::gpt {
@@ -54,8 +55,6 @@ public:
     void load(const std::string& path);
     /** Writes model.safetensors-style F32 tensors with nanochat names. */
     void save(const std::string& path, const std::map<std::string, std::string>& metadata = {}) const;
-    /** Call after changing parameters in place (optimiser step, load): drops cached transposes. */
-    void weights_changed() { wt_valid_ = false; }
 
     /**
      * Runs (B, T) ids (T <= sequence_len); with targets (B*T, -1 = ignore) computes the mean loss and
@@ -78,14 +77,12 @@ private:
         std::vector<float> ln1, ln1_rstd, qn, q_rstd, kn, k_rstd, v, att, atty, ln2, ln2_rstd, fc, h2;
     };
     void ensure_acts(int64_t B, int64_t T);
-    void ensure_transposes();
-    const float* wt(const std::string& name) const { return wt_.data() + info(name).offset; }
+    bool load_awq_int4(const SafetensorsFile& f, const std::string& file, const ParamInfo& p);
 
     GptConfig cfg_;
     std::vector<ParamInfo> params_;
     std::map<std::string, size_t> index_;
-    std::vector<float> data_, grads_, wt_;  // wt_: each matrix transposed, same offsets
-    bool wt_valid_ = false;
+    std::vector<float> data_, grads_;
     std::vector<float> rope_cos_, rope_sin_;
 
     int64_t B_ = 0, T_ = 0;

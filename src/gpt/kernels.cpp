@@ -108,8 +108,19 @@ void rmsnorm_backward(float* dinp, const float* dout, const float* out, const fl
 
 // ---- linear --------------------------------------------------------------------------------------------
 
-void matmul_forward(float* out, const float* inp, const float* wt, int64_t N, int64_t IC, int64_t OC) {
-    gemm(out, OC, inp, IC, 1, wt, OC, N, OC, IC, false);
+void matmul_forward(float* out, const float* inp, const float* w, int64_t N, int64_t IC, int64_t OC) {
+    GemmArgs g;  // the GEMM packs W^T's panels itself: no transposed copy of the weights
+    g.M = N;
+    g.N = OC;
+    g.K = IC;
+    g.a = inp;
+    g.lda = IC;
+    g.b = w;
+    g.ldb = IC;
+    g.b_trans = true;
+    g.c = out;
+    g.ldc = OC;
+    gemm_cpu(g);
 }
 
 void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, int64_t N,

@@ -31,10 +31,8 @@ void rmsnorm_forward(float* out, float* rstd, const float* inp, int64_t N, int64
 void rmsnorm_backward(float* dinp, const float* dout, const float* out, const float* rstd, int64_t N, int64_t C,
                       bool accumulate);
 
-/**
- * out (N, OC) = inp (N, IC) · W^T with W (OC, IC) given already transposed as wt (IC, OC).
- */
-void matmul_forward(float* out, const float* inp, const float* wt, int64_t N, int64_t IC, int64_t OC);
+/** out (N, OC) = inp (N, IC) · W^T, W (OC, IC) as PyTorch's Linear stores it. */
+void matmul_forward(float* out, const float* inp, const float* w, int64_t N, int64_t IC, int64_t OC);
 /** dinp (N, IC) = dout · W (or += when accumulate_dinp; skipped when dinp is null); dw (OC, IC) += dout^T · inp. */
 void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, int64_t N,
                      int64_t IC, int64_t OC, bool accumulate_dinp);

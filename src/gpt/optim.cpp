@@ -85,7 +85,6 @@ OptimTarget gpt_optim_target(GptModel& model, const OptimConfig& cfg) {
     const double dmodel_scale = std::pow(double(model.config().n_embd) / 768.0, -0.5);
     for (const ParamInfo& p : t.params)
         t.adam_lr.push_back((p.name == "lm_head.weight" ? cfg.lr_unembedding : cfg.lr_embedding) * dmodel_scale);
-    t.weights_changed = [&model] { model.weights_changed(); };
     return t;
 }
 
@@ -154,7 +153,6 @@ double Optimizer::step(int64_t it, int64_t num_iterations) {
             for (int64_t i = 0; i < p.numel; ++i) w[i] = w[i] + alpha * update[i];
         }
     }
-    if (target_.weights_changed) target_.weights_changed();
     return norm;
 }
 

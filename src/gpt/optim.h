@@ -45,7 +45,6 @@ struct OptimTarget {
     std::vector<float>* grads = nullptr;  // gradients, same layout
     std::vector<ParamInfo> params;        // ParamInfo::matrix (2-D): Muon; else AdamW
     std::vector<double> adam_lr;          // per params[i]: AdamW base lr (before the schedule); unused for Muon
-    std::function<void()> weights_changed;  // called after each step (drop cached transposes); may be empty
 };
 
 /** The GPT's target: AdamW lr lr_unembedding for lm_head and lr_embedding for wte, both x (n_embd/768)^-0.5. */

@@ -1,5 +1,7 @@
 #include "quant/awq_quantize.h"
 
+#include "quant/awq_gpt.h"
+
 #include <fmt/format.h>
 
 #include <chrono>
@@ -23,11 +25,10 @@ using json = nlohmann::json;
 
 namespace {
 
-// MSE of q(xq) against ref(x). `row_scale` (out) when q's output rows were divided by the next group's
-// scales (up_proj before down_proj, v_proj before o_proj): multiplied back, so that both outputs are
-// in the original space (otherwise the fold itself would count as error).
-double out_mse(const float* x, int64_t n, const Linear& ref, const Linear& q, const float* xq,
-               const std::vector<float>* row_scale = nullptr) {
+}  // namespace
+
+double awq_output_mse(const float* x, int64_t n, const Linear& ref, const Linear& q, const float* xq,
+                      const std::vector<float>* row_scale) {
     std::vector<float> a(static_cast<size_t>(n * ref.out())), b(a.size());
     linear(x, n, ref, a.data());
     linear(xq, n, q, b.data());
@@ -40,6 +41,8 @@ double out_mse(const float* x, int64_t n, const Linear& ref, const Linear& q, co
     }
     return a.empty() ? 0.0 : s / double(a.size());
 }
+
+namespace {
 
 // Everything one layer contributes to the output file, ready to copy.
 struct PackedLayer {
@@ -116,8 +119,8 @@ struct Pipeline {
                 const std::vector<float>* row_scale = nullptr;  // this linear as a folded previous op
                 for (const AwqScaleEntry& e : results.scale)
                     if (e.name == fc->name) row_scale = &e.value;
-                const double m_awq = out_mse(xo->data(), n, *o, *fc, xs->data(), row_scale);
-                const double m_rtn = out_mse(xo->data(), n, *o, rtn, xo->data());
+                const double m_awq = awq_output_mse(xo->data(), n, *o, *fc, xs->data(), row_scale);
+                const double m_rtn = awq_output_mse(xo->data(), n, *o, rtn, xo->data());
                 linear_report.push_back({{"name", fc->name},
                                          {"mse_rtn", m_rtn},
                                          {"mse_awq", m_awq},
@@ -158,6 +161,7 @@ AwqQuantizeSummary awq_quantize_checkpoint(const std::string& in_dir, const std:
     const auto t0 = std::chrono::steady_clock::now();
     if (opt.method != "awq" && opt.method != "rtn")
         throw UsageError(fmt::format("--method '{}': expected awq or rtn", opt.method));
+    if (is_gpt_checkpoint(in_dir)) return awq_quantize_gpt(in_dir, out_dir, opt);
     const ModelConfig cfg = ModelConfig::load(in_dir);
     if (cfg.raw.contains("quantization_config"))
         fail("{}: the model is already quantised (quantization_config present); AWQ needs the float model",
@@ -168,27 +172,7 @@ AwqQuantizeSummary awq_quantize_checkpoint(const std::string& in_dir, const std:
     P.awq = opt.method == "awq";
     AwqQuantizeSummary sum;
     if (P.awq) {
-        std::vector<int32_t> ids;
-        if (!opt.calib_ids.empty()) {
-            ids = awq_calibration_blocks({opt.calib_ids}, opt.n_samples, opt.seq_len);
-        } else {
-            const std::string tok_path = opt.tokenizer.empty() ? model_folder(in_dir) : opt.tokenizer;
-            const Tokenizer tok = Tokenizer::load(tok_path);
-            const std::vector<std::string> docs = opt.calib_file.empty()
-                                                      ? awq_brown_documents(opt.brown_dir.empty() ? awq_default_brown_dir()
-                                                                                                  : opt.brown_dir)
-                                                      : awq_text_documents(opt.calib_file);
-            std::vector<std::vector<int32_t>> tokd;
-            int64_t have = 0;
-            for (const std::string& d : docs) {
-                tokd.push_back(tok.encode(d, false));
-                have += static_cast<int64_t>(tokd.back().size());
-                if (have >= opt.n_samples * opt.seq_len) break;
-            }
-            ids = awq_calibration_blocks(tokd, opt.n_samples, opt.seq_len);
-        }
-        for (int32_t id : ids)
-            if (id < 0 || id >= cfg.vocab_size) fail("AWQ calibration: token id {} outside the vocabulary ({})", id, cfg.vocab_size);
+        const std::vector<int32_t> ids = awq_calibration_ids(opt, model_folder(in_dir), cfg.vocab_size);
         P.seq = opt.seq_len;
         P.n = static_cast<int64_t>(ids.size());
         P.stats = std::make_unique<AwqStatsObserver>(cfg, true);
@@ -344,6 +328,29 @@ AwqQuantizeSummary awq_quantize_checkpoint(const std::string& in_dir, const std:
     return sum;
 }
 
+std::vector<int32_t> awq_calibration_ids(const AwqOptions& opt, const std::string& default_tokenizer, int64_t vocab) {
+    std::vector<int32_t> ids;
+    if (!opt.calib_ids.empty()) {
+        ids = awq_calibration_blocks({opt.calib_ids}, opt.n_samples, opt.seq_len);
+    } else {
+        const Tokenizer tok = Tokenizer::load(opt.tokenizer.empty() ? default_tokenizer : opt.tokenizer);
+        const std::vector<std::string> docs =
+            opt.calib_file.empty() ? awq_brown_documents(opt.brown_dir.empty() ? awq_default_brown_dir() : opt.brown_dir)
+                                   : awq_text_documents(opt.calib_file);
+        std::vector<std::vector<int32_t>> tokd;
+        int64_t have = 0;
+        for (const std::string& d : docs) {
+            tokd.push_back(tok.encode(d, false));
+            have += static_cast<int64_t>(tokd.back().size());
+            if (have >= opt.n_samples * opt.seq_len) break;
+        }
+        ids = awq_calibration_blocks(tokd, opt.n_samples, opt.seq_len);
+    }
+    for (int32_t id : ids)
+        if (id < 0 || id >= vocab) fail("AWQ calibration: token id {} outside the vocabulary ({})", id, vocab);
+    return ids;
+}
+
 int awq_quantize_command(const std::string& in_dir, const std::string& out_dir, const AwqOptions& opt) {
     const AwqQuantizeSummary s = awq_quantize_checkpoint(in_dir, out_dir, opt);
     fmt::print("quantized {} -> {}: {} linears in {} layers to int4 (AutoAWQ gemm, group {}, method {}){} in {:.1f}s\n",
@@ -356,6 +363,8 @@ int awq_quantize_command(const std::string& in_dir, const std::string& out_dir, 
                    s.calib_tokens, m["mse_awq_sum"].get<double>(), m["mse_rtn_sum"].get<double>(),
                    m["rtn_over_awq"].get<double>(), m["linears_awq_better"].get<int>(), m["linears"].get<size_t>(), out_dir);
     }
+    if (s.report.contains("skipped_folds"))  // the GPT: folds its architecture does not allow
+        for (const auto& why : s.report["skipped_folds"]) fmt::print("skipped fold: {}\n", why.get<std::string>());
     return 0;
 }
 

@@ -46,6 +46,20 @@ struct AwqQuantizeSummary {
 /** Quantises `in_dir` into `out_dir` (replaced atomically). Errors name the tensor / file / option. */
 AwqQuantizeSummary awq_quantize_checkpoint(const std::string& in_dir, const std::string& out_dir, const AwqOptions& opt);
 
+/**
+ * Mean squared error of q(xq) against ref(x) over n rows. `row_scale` (out), when q's output rows were
+ * divided by the next group's scales (up_proj before down_proj, v_proj before o_proj), is multiplied
+ * back so that both outputs are in the original space (otherwise the fold itself would count as error).
+ */
+double awq_output_mse(const float* x, int64_t n, const Linear& ref, const Linear& q, const float* xq,
+                      const std::vector<float>* row_scale = nullptr);
+
+/**
+ * Calibration token ids, n_samples blocks of seq_len: opt.calib_ids, else the text (opt.calib_file or the
+ * Brown corpus) through opt.tokenizer (or `default_tokenizer`). Error on ids outside [0, vocab).
+ */
+std::vector<int32_t> awq_calibration_ids(const AwqOptions& opt, const std::string& default_tokenizer, int64_t vocab);
+
 /** CLI entry for the lead's `lmscope quantize --awq IN OUT ...`: runs and prints a summary; returns the exit code. */
 int awq_quantize_command(const std::string& in_dir, const std::string& out_dir, const AwqOptions& opt);
 

@@ -93,56 +93,6 @@ void rope_backward(float* dinp, const float* dout, const float* cos, const float
     gpt::rope_rotate_backward(dinp, dout, cos, sin, -1.0f, N, T, H, HD);
 }
 
-// ---- linear ------------------------------------------------------------------------------------------------
-
-void linear_forward(float* out, const float* inp, const float* w, int64_t N, int64_t IC, int64_t OC) {
-    GemmArgs g;
-    g.M = N;
-    g.N = OC;
-    g.K = IC;
-    g.a = inp;
-    g.lda = IC;
-    g.b = w;
-    g.ldb = IC;
-    g.b_trans = true;
-    g.c = out;
-    g.ldc = OC;
-    gemm_cpu(g);
-}
-
-void linear_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, int64_t N,
-                     int64_t IC, int64_t OC, bool accumulate_dinp) {
-    if (dinp) {
-        GemmArgs g;  // (N, IC) = dout (N, OC) . W (OC, IC)
-        g.M = N;
-        g.N = IC;
-        g.K = OC;
-        g.a = dout;
-        g.lda = OC;
-        g.b = w;
-        g.ldb = IC;
-        g.c = dinp;
-        g.ldc = IC;
-        g.accumulate = accumulate_dinp;
-        gemm_cpu(g);
-    }
-    if (dw) {
-        GemmArgs g;  // (OC, IC) += dout^T (OC, N) . inp (N, IC)
-        g.M = OC;
-        g.N = IC;
-        g.K = N;
-        g.a = dout;
-        g.lda = OC;
-        g.a_trans = true;
-        g.b = inp;
-        g.ldb = IC;
-        g.c = dw;
-        g.ldc = IC;
-        g.accumulate = true;
-        gemm_cpu(g);
-    }
-}
-
 // ---- cross-entropy -------------------------------------------------------------------------------------------
 
 int64_t crossentropy_forward(const float* logits, float* losses, const int32_t* targets, int64_t N, int64_t V) {

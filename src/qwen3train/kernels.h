@@ -35,11 +35,6 @@ void rope_forward(float* out, const float* inp, const float* cos, const float* s
 void rope_backward(float* dinp, const float* dout, const float* cos, const float* sin, int64_t N, int64_t T,
                    int64_t H, int64_t HD);
 
-/** out (N, OC) = inp (N, IC) W^T, W (OC, IC) row-major (a PyTorch Linear weight); gemm_cpu. */
-void linear_forward(float* out, const float* inp, const float* w, int64_t N, int64_t IC, int64_t OC);
-/** dinp (N, IC) = dout W (+= when accumulate_dinp; skipped when null); dw (OC, IC) += dout^T inp. */
-void linear_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, int64_t N,
-                     int64_t IC, int64_t OC, bool accumulate_dinp);
 
 /** losses (N) = -log softmax(logits)[target] (0 where target == -1); returns the number counted. */
 int64_t crossentropy_forward(const float* logits, float* losses, const int32_t* targets, int64_t N, int64_t V);

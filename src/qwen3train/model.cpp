@@ -208,9 +208,9 @@ float Qwen3TrainModel::forward(const int32_t* ids, const int32_t* targets, int64
         const std::string p = fmt::format("model.layers.{}.", l);
         rmsnorm_forward(a.ln1.data(), a.ln1_hat.data(), a.ln1_rstd.data(), resid_.data(),
                         param(p + "input_layernorm.weight"), N, C, eps);
-        linear_forward(a.q_hat.data(), a.ln1.data(), param(p + "self_attn.q_proj.weight"), N, C, Q);  // raw q
-        linear_forward(a.k_hat.data(), a.ln1.data(), param(p + "self_attn.k_proj.weight"), N, C, KV);
-        linear_forward(a.v.data(), a.ln1.data(), param(p + "self_attn.v_proj.weight"), N, C, KV);
+        gpt::matmul_forward(a.q_hat.data(), a.ln1.data(), param(p + "self_attn.q_proj.weight"), N, C, Q);  // raw q
+        gpt::matmul_forward(a.k_hat.data(), a.ln1.data(), param(p + "self_attn.k_proj.weight"), N, C, KV);
+        gpt::matmul_forward(a.v.data(), a.ln1.data(), param(p + "self_attn.v_proj.weight"), N, C, KV);
         // q_norm / k_norm over head_dim (in place: raw -> normalised x hat), then RoPE
         rmsnorm_forward(a.q.data(), a.q_hat.data(), a.q_rstd.data(), a.q_hat.data(), param(p + "self_attn.q_norm.weight"),
                         N * NH, HD, eps);
@@ -220,20 +220,20 @@ float Qwen3TrainModel::forward(const int32_t* ids, const int32_t* targets, int64
         rope_forward(a.k.data(), a.k.data(), rope_cos_.data(), rope_sin_.data(), N, T, NKV, HD);
         gpt::attention_forward(a.atty.data(), a.att.data(), a.q.data(), a.k.data(), a.v.data(), B, T, NH, NKV, HD,
                                scale);
-        linear_forward(tmp_.data(), a.atty.data(), param(p + "self_attn.o_proj.weight"), N, Q, C);
+        gpt::matmul_forward(tmp_.data(), a.atty.data(), param(p + "self_attn.o_proj.weight"), N, Q, C);
         for (int64_t i = 0; i < N * C; ++i) resid_[i] += tmp_[i];
 
         rmsnorm_forward(a.ln2.data(), a.ln2_hat.data(), a.ln2_rstd.data(), resid_.data(),
                         param(p + "post_attention_layernorm.weight"), N, C, eps);
-        linear_forward(a.gate.data(), a.ln2.data(), param(p + "mlp.gate_proj.weight"), N, C, I);
-        linear_forward(a.up.data(), a.ln2.data(), param(p + "mlp.up_proj.weight"), N, C, I);
+        gpt::matmul_forward(a.gate.data(), a.ln2.data(), param(p + "mlp.gate_proj.weight"), N, C, I);
+        gpt::matmul_forward(a.up.data(), a.ln2.data(), param(p + "mlp.up_proj.weight"), N, C, I);
         swiglu_forward(a.h.data(), a.gate.data(), a.up.data(), N * I);
-        linear_forward(tmp_.data(), a.h.data(), param(p + "mlp.down_proj.weight"), N, I, C);
+        gpt::matmul_forward(tmp_.data(), a.h.data(), param(p + "mlp.down_proj.weight"), N, I, C);
         for (int64_t i = 0; i < N * C; ++i) resid_[i] += tmp_[i];
     }
     rmsnorm_forward(lnf_.data(), lnf_hat_.data(), lnf_rstd_.data(), resid_.data(), param("model.norm.weight"), N, C,
                     eps);
-    linear_forward(logits_.data(), lnf_.data(), param(head_name_), N, C, V);
+    gpt::matmul_forward(logits_.data(), lnf_.data(), param(head_name_), N, C, V);
     count_ = crossentropy_forward(logits_.data(), losses_.data(), targets_.data(), N, V);
     double s = 0;
     for (float x : losses_) s += x;
@@ -250,24 +250,24 @@ void Qwen3TrainModel::backward() {
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
 
     crossentropy_backward(logits_.data(), targets_.data(), N, V, count_ > 0 ? 1.0f / static_cast<float>(count_) : 0.0f);
-    linear_backward(dln_.data(), grad(head_name_), logits_.data(), lnf_.data(), param(head_name_), N, C, V, false);
+    gpt::matmul_backward(dln_.data(), grad(head_name_), logits_.data(), lnf_.data(), param(head_name_), N, C, V, false);
     rmsnorm_backward(dres_.data(), grad("model.norm.weight"), dln_.data(), lnf_hat_.data(), lnf_rstd_.data(),
                      param("model.norm.weight"), N, C, false);
     for (int64_t l = cfg_.n_layer - 1; l >= 0; --l) {
         LayerActs& a = layers_[l];
         const std::string p = fmt::format("model.layers.{}.", l);
         // MLP
-        linear_backward(dh_.data(), grad(p + "mlp.down_proj.weight"), dres_.data(), a.h.data(),
+        gpt::matmul_backward(dh_.data(), grad(p + "mlp.down_proj.weight"), dres_.data(), a.h.data(),
                         param(p + "mlp.down_proj.weight"), N, I, C, false);
         swiglu_backward(dgate_.data(), dup_.data(), dh_.data(), a.gate.data(), a.up.data(), N * I);
-        linear_backward(dln_.data(), grad(p + "mlp.gate_proj.weight"), dgate_.data(), a.ln2.data(),
+        gpt::matmul_backward(dln_.data(), grad(p + "mlp.gate_proj.weight"), dgate_.data(), a.ln2.data(),
                         param(p + "mlp.gate_proj.weight"), N, C, I, false);
-        linear_backward(dln_.data(), grad(p + "mlp.up_proj.weight"), dup_.data(), a.ln2.data(),
+        gpt::matmul_backward(dln_.data(), grad(p + "mlp.up_proj.weight"), dup_.data(), a.ln2.data(),
                         param(p + "mlp.up_proj.weight"), N, C, I, true);
         rmsnorm_backward(dres_.data(), grad(p + "post_attention_layernorm.weight"), dln_.data(), a.ln2_hat.data(),
                          a.ln2_rstd.data(), param(p + "post_attention_layernorm.weight"), N, C, true);
         // attention
-        linear_backward(datty_.data(), grad(p + "self_attn.o_proj.weight"), dres_.data(), a.atty.data(),
+        gpt::matmul_backward(datty_.data(), grad(p + "self_attn.o_proj.weight"), dres_.data(), a.atty.data(),
                         param(p + "self_attn.o_proj.weight"), N, Q, C, false);
         gpt::attention_backward(dq_.data(), dk_.data(), dv_.data(), datt_.data(), datty_.data(), a.att.data(),
                                 a.q.data(), a.k.data(), a.v.data(), B, T, NH, NKV, HD, scale);
@@ -277,11 +277,11 @@ void Qwen3TrainModel::backward() {
                          param(p + "self_attn.q_norm.weight"), N * NH, HD, false);
         rmsnorm_backward(dk_.data(), grad(p + "self_attn.k_norm.weight"), dk_.data(), a.k_hat.data(), a.k_rstd.data(),
                          param(p + "self_attn.k_norm.weight"), N * NKV, HD, false);
-        linear_backward(dln_.data(), grad(p + "self_attn.q_proj.weight"), dq_.data(), a.ln1.data(),
+        gpt::matmul_backward(dln_.data(), grad(p + "self_attn.q_proj.weight"), dq_.data(), a.ln1.data(),
                         param(p + "self_attn.q_proj.weight"), N, C, Q, false);
-        linear_backward(dln_.data(), grad(p + "self_attn.k_proj.weight"), dk_.data(), a.ln1.data(),
+        gpt::matmul_backward(dln_.data(), grad(p + "self_attn.k_proj.weight"), dk_.data(), a.ln1.data(),
                         param(p + "self_attn.k_proj.weight"), N, C, KV, true);
-        linear_backward(dln_.data(), grad(p + "self_attn.v_proj.weight"), dv_.data(), a.ln1.data(),
+        gpt::matmul_backward(dln_.data(), grad(p + "self_attn.v_proj.weight"), dv_.data(), a.ln1.data(),
                         param(p + "self_attn.v_proj.weight"), N, C, KV, true);
         rmsnorm_backward(dres_.data(), grad(p + "input_layernorm.weight"), dln_.data(), a.ln1_hat.data(),
                          a.ln1_rstd.data(), param(p + "input_layernorm.weight"), N, C, true);

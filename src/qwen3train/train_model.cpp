@@ -83,6 +83,15 @@ public:
     }
     void save(const std::string& dir) const override { m_.save(dir); }
     void load(const std::string& dir) override { m_.load(dir); }
+    int64_t attention_dim() const override { return m_.config().n_head * m_.config().head_dim; }
+    // every 2-D weight but the embedding lookup; a tied head multiplies by embed_tokens once more
+    int64_t matmul_params() const override {
+        int64_t n = 0;
+        for (const gpt::ParamInfo& p : m_.params())
+            if (p.shape.size() == 2 && p.name != "model.embed_tokens.weight") n += p.numel;
+        if (m_.config().tie) n += m_.config().vocab_size * m_.config().hidden;
+        return n;
+    }
 
 private:
     Qwen3TrainModel m_;

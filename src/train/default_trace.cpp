@@ -13,6 +13,7 @@
 #include "trace/recorder.h"
 #include "trace/rules.h"
 #include "train/data.h"
+#include "train/gpt_cli.h"
 #include "train/trainer.h"
 
 namespace lmscope {
@@ -42,24 +43,10 @@ int run_default_gpt_trace(const DefaultTraceOptions& o) {
 
     TraceRecorder rec(recorder_options(rules, o.filters, o.save_values));
     TraceMeta& m = rec.meta();
-    m.kind = "gpt";
+    fill_gpt_trace_meta(m, cfg, kBatch, kSeqLen);
     m.title = fmt::format("nanochat GPT depth {} on the Brown corpus (the seed's configuration)", kDepth);
-    m.architecture = "nanochat v0 GPT";
-    m.generated = trace_timestamp();
-    m.batch = kBatch;
-    m.seq_len = kSeqLen;
-    m.vocab_size = cfg.vocab_size;
-    m.hidden = cfg.n_embd;
-    m.layers = cfg.n_layer;
-    m.heads = cfg.n_head;
-    m.kv_heads = cfg.n_kv_head;
-    m.head_dim = cfg.head_dim;
-    m.intermediate = 4 * cfg.n_embd;
-    m.logit_softcap = 15.0;
     m.zero_init_projections = true;
     m.iterations = kIterations;
-    m.weight_bytes = 4;
-    m.rope_theta = 10000.0;
     m.facts = {{"Config", fmt::format("depth={}, d_model={}, heads={} x head_dim {}, kv_heads={}, vocab={}, "
                                       "sequence={}, batch={}, {:.2f}M parameters",
                                       cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.head_dim, cfg.n_kv_head,

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "core/progress.h"
 #include "gpt/gpt.h"
 #include "gpt/optim.h"
@@ -75,6 +76,20 @@ std::string corpus_tokenizer_json(const Corpus& c, int64_t vocab) {
     return json;
 }
 
+double train_flops_per_token(const TrainModel& m, int64_t T) {
+    return 6.0 * double(m.matmul_params()) + 6.0 * double(m.n_layer()) * double(m.attention_dim()) * double(T);
+}
+
+double muon_flops_per_step(const TrainModel& m) {
+    double f = 0;
+    for (const gpt::ParamInfo& p : m.params())
+        if (p.matrix && p.shape.size() == 2) {
+            const double r = double(std::min(p.shape[0], p.shape[1])), n = double(std::max(p.shape[0], p.shape[1]));
+            f += 5.0 * (4.0 * r * r * n + 2.0 * r * r * r);
+        }
+    return f;
+}
+
 namespace {
 
 // nanochat's GPT (gpt/gpt.h) as a TrainModel.
@@ -119,6 +134,8 @@ public:
         write_text_atomic((fs::path(dir) / "gpt_config.json").string(), m_.config().to_json());
     }
     void load(const std::string& dir) override { m_.load((fs::path(dir) / "model.safetensors").string()); }
+    int64_t attention_dim() const override { return m_.config().q_dim(); }
+    int64_t matmul_params() const override { return m_.num_params() - m_.info("transformer.wte.weight").numel; }
 
 private:
     static bool all_zero(const float* v, int64_t n) {
@@ -405,6 +422,11 @@ TrainSummary run_training(TrainOptions opt) {
     }
     save(step);
     fmt::print("saved {} (step {}, {:.0f} tok/s)\n", opt.out, step, sum.tokens_per_second);
+    const double fpt = train_flops_per_token(*model, opt.seq_len), muon = muon_flops_per_step(*model);
+    fmt::print("compute: {:.1f} MFLOP/token forward+backward (+ {:.1f} MFLOP/token of Muon Newton-Schulz) = {:.1f} "
+               "GFLOP/s model, {:.1f} GFLOP/s with the optimiser, {} threads\n",
+               fpt / 1e6, muon / double(tokens_per_step) / 1e6, fpt * sum.tokens_per_second / 1e9,
+               (fpt + muon / double(tokens_per_step)) * sum.tokens_per_second / 1e9, ThreadPool::global().size());
     return sum;
 }
 

@@ -51,7 +51,20 @@ public:
     virtual void save(const std::string& dir) const = 0;
     /** Reads the weights of a checkpoint folder. */
     virtual void load(const std::string& dir) = 0;
+    /** Query heads x head_dim (the attention FLOPs scale with it). */
+    virtual int64_t attention_dim() const = 0;
+    /** The matrices a token is multiplied by (every linear and the output head, not the embedding lookup). */
+    virtual int64_t matmul_params() const = 0;
 };
+
+/**
+ * Training FLOPs per token of a (B, T) step, forward + backward: 6 x matmul_params, plus causal attention
+ * 6 x layers x attention_dim x T/2 x 2 (Q K^T and P V over T/2 keys on average). The model-FLOPs count
+ * used for MFU (as nanochat's estimate_flops, with the causal half).
+ */
+double train_flops_per_token(const TrainModel& m, int64_t T);
+/** The optimiser's Newton-Schulz FLOPs per step: 5 quintic iterations of 4 r^2 n + 2 r^3 per Muon matrix. */
+double muon_flops_per_step(const TrainModel& m);
 
 struct TrainOptions {
     std::string arch = "gpt";  // "gpt" (nanochat v0) or "qwen3"

@@ -112,7 +112,6 @@ TEST(GptGolden, AltInitLossLogitsAndEveryGradient) {
             ASSERT_EQ(int64_t(w.size()), p.numel);
             std::memcpy(m.param(p.name), w.data(), sizeof(float) * p.numel);
         }
-    m.weights_changed();
     m.zero_grad();
     const double loss = m.forward(G.idx.data(), G.tgt.data(), G.B, G.T);
     const double ref = G.g.get("alt_loss").at_f64(0);

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "gpt/kernels.h"
 #include "io/atomic_file.h"
 #include "model/config.h"
 #include "model/decoder.h"
@@ -28,6 +29,7 @@
 #include "qwen3train/config.h"
 #include "qwen3train/kernels.h"
 #include "qwen3train/model.h"
+#include "grad_check.h"
 #include "test_util.h"
 
 using namespace lmscope;
@@ -41,34 +43,11 @@ namespace {
 
 constexpr double kTol = 1e-4;
 constexpr double kEps = 1e-6;
-using Vec = std::vector<double>;
-
-Vec randn(size_t n, uint32_t seed, double scale = 1.0, double mean = 0.0) {
-    std::mt19937 g(seed);
-    std::normal_distribution<double> d(mean, scale);
-    Vec v(n);
-    for (auto& x : v) x = d(g);
-    return v;
-}
-std::vector<float> to_f(const Vec& v) { return std::vector<float>(v.begin(), v.end()); }
-double dotv(const Vec& a, const Vec& b) {
-    double s = 0;
-    for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
-    return s;
-}
-Vec fd(const std::function<double(const Vec&)>& f, Vec x, double h = 1e-5) {
-    Vec g(x.size());
-    for (size_t i = 0; i < x.size(); ++i) {
-        const double x0 = x[i];
-        x[i] = x0 + h;
-        const double fp = f(x);
-        x[i] = x0 - h;
-        const double fm = f(x);
-        x[i] = x0;
-        g[i] = (fp - fm) / (2 * h);
-    }
-    return g;
-}
+using lmscope::testing::dotv;
+using lmscope::testing::fd;
+using lmscope::testing::randn;
+using lmscope::testing::to_f;
+using lmscope::testing::Vec;
 
 // ---- float64 references ----
 Vec rmsnorm_ref(const Vec& x, const Vec& w, int64_t N, int64_t C) {
@@ -182,27 +161,6 @@ Qwen3Config small_config(bool tie) {
     return c;
 }
 
-void write(const std::string& path, const std::string& s) {
-    std::ofstream f(path, std::ios::binary);
-    f << s;
-}
-
-std::string small_text() {
-    std::string t;
-    const char* words[] = {"alpha", "beta", "gamma", "delta", "the", "a", "runs", "sees", "quickly", "river", "stone"};
-    uint32_t x = 12345;
-    for (int p = 0; p < 60; ++p) {
-        for (int s = 0; s < 6; ++s) {
-            for (int w = 0; w < 9; ++w) {
-                x = x * 1103515245u + 12345u;
-                t += words[(x >> 16) % 11];
-                t += w == 8 ? ". " : " ";
-            }
-        }
-        t += "\n\n";
-    }
-    return t;
-}
 
 struct Env {
     std::string dir = make_temp_dir("qwen3train");
@@ -253,13 +211,13 @@ TEST(Qwen3TrainOps, HfRope) {
     }
 }
 
-TEST(Qwen3TrainOps, LinearOnGemmCpu) {
+TEST(Qwen3TrainOps, LinearOnGemmCpuOddShape) {
     const int64_t N = 37, IC = 29, OC = 45;
     const Vec x = randn(N * IC, 51), w = randn(OC * IC, 52), R = randn(N * OC, 53);
     std::vector<float> xf = to_f(x), wf = to_f(w), y(N * OC), Rf = to_f(R), dx(N * IC), dw(OC * IC, 0.0f);
-    linear_forward(y.data(), xf.data(), wf.data(), N, IC, OC);
+    gpt::matmul_forward(y.data(), xf.data(), wf.data(), N, IC, OC);
     EXPECT_LE(rel_error(y, linear_ref(x, w, N, IC, OC)), 1e-6);
-    linear_backward(dx.data(), dw.data(), Rf.data(), xf.data(), wf.data(), N, IC, OC, false);
+    gpt::matmul_backward(dx.data(), dw.data(), Rf.data(), xf.data(), wf.data(), N, IC, OC, false);
     EXPECT_LE(rel_error(dx, fd([&](const Vec& v) { return dotv(linear_ref(v, w, N, IC, OC), R); }, x)), kTol);
     EXPECT_LE(rel_error(dw, fd([&](const Vec& v) { return dotv(linear_ref(x, v, N, IC, OC), R); }, w)), kTol);
 }
@@ -389,7 +347,7 @@ TEST(Qwen3TrainModel, LogitsEqualDecoderModelOnSavedCheckpoint) {
 
 TEST(Qwen3TrainCli, LossGoesDownAndOtherCommandsReadTheCheckpoint) {
     Env env;
-    write(env.dir + "/text.txt", small_text());
+    lmscope::testing::write_file(env.dir + "/text.txt", lmscope::testing::small_text());
     const std::string data = " --data " + env.dir + "/text.txt ";
     auto r = run_cli("train " + kTiny + data + "--steps 30 --out " + env.dir + "/m");
     ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -420,7 +378,7 @@ TEST(Qwen3TrainCli, LossGoesDownAndOtherCommandsReadTheCheckpoint) {
 
 TEST(Qwen3TrainCli, ResumeContinuesExactly) {
     Env env;
-    write(env.dir + "/text.txt", small_text());
+    lmscope::testing::write_file(env.dir + "/text.txt", lmscope::testing::small_text());
     const std::string data = " --data " + env.dir + "/text.txt ";
     for (const char* tie : {" --tie", ""}) {
         const std::string a = env.dir + "/a" + (tie[0] ? "t" : "u"), b = env.dir + "/b" + (tie[0] ? "t" : "u");
@@ -455,7 +413,7 @@ TEST(Qwen3TrainCli, ResumeContinuesExactly) {
 
 TEST(Qwen3TrainCli, BadSizesAreUsageErrors) {
     Env env;
-    write(env.dir + "/text.txt", small_text());
+    lmscope::testing::write_file(env.dir + "/text.txt", lmscope::testing::small_text());
     const std::string data = " --data " + env.dir + "/text.txt --steps 1 --out " + env.dir + "/o";
     auto kv = run_cli("train --arch qwen3 --depth 2 --heads 4 --kv-heads 3" + data);
     EXPECT_NE(kv.exit_code, 0);

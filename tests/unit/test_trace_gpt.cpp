@@ -58,7 +58,6 @@ TEST(TraceGpt, RecordsMatchPyTorchStatistics) {
             std::vector<float> w = g.get("alt." + p.name).to_f32_vector();
             std::memcpy(m.param(p.name), w.data(), sizeof(float) * p.numel);
         }
-    m.weights_changed();
     std::vector<int32_t> idx, tgt;
     for (double d : g.get("idx").to_f64_vector()) idx.push_back(static_cast<int32_t>(d));
     for (double d : g.get("targets").to_f64_vector()) tgt.push_back(static_cast<int32_t>(d));

@@ -24,27 +24,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void write(const std::string& path, const std::string& s) {
-    std::ofstream f(path, std::ios::binary);
-    f << s;
-}
-
-std::string small_text() {
-    std::string t;
-    const char* words[] = {"alpha", "beta", "gamma", "delta", "the", "a", "runs", "sees", "quickly", "river", "stone"};
-    uint32_t x = 12345;
-    for (int p = 0; p < 60; ++p) {
-        for (int s = 0; s < 6; ++s) {
-            for (int w = 0; w < 9; ++w) {
-                x = x * 1103515245u + 12345u;
-                t += words[(x >> 16) % 11];
-                t += w == 8 ? ". " : " ";
-            }
-        }
-        t += "\n\n";
-    }
-    return t;
-}
 
 std::vector<std::string> losses_in(const std::string& log) {
     std::vector<std::string> out;
@@ -98,8 +77,8 @@ TEST(TrainData, BitsPerByteArithmetic) {
 
 TEST(TrainData, BadFilesAreOneLineErrors) {
     Env env;
-    write(env.dir + "/empty.txt", "");
-    write(env.dir + "/bad.txt", "fine text \xC3\x28 broken");
+    lmscope::testing::write_file(env.dir + "/empty.txt", "");
+    lmscope::testing::write_file(env.dir + "/bad.txt", "fine text \xC3\x28 broken");
     auto msg = [](const std::string& p) {
         try {
             load_text_corpus(p);
@@ -115,7 +94,7 @@ TEST(TrainData, BadFilesAreOneLineErrors) {
 
 TEST(TrainCli, ResumeContinuesExactly) {
     Env env;
-    write(env.dir + "/text.txt", small_text());
+    lmscope::testing::write_file(env.dir + "/text.txt", lmscope::testing::small_text());
     const std::string data = " --data " + env.dir + "/text.txt ";
     auto a = run_cli("train " + kTiny + data + "--steps 6 --out " + env.dir + "/a");
     ASSERT_EQ(a.exit_code, 0) << a.output;
@@ -147,7 +126,7 @@ TEST(TrainCli, ResumeContinuesExactly) {
 
 TEST(TrainCli, BadInputWritesNothing) {
     Env env;
-    write(env.dir + "/bad.txt", std::string("valid start ") + "\xFF\xFE" + " tail");
+    lmscope::testing::write_file(env.dir + "/bad.txt", std::string("valid start ") + "\xFF\xFE" + " tail");
     auto r = run_cli("train " + kTiny + " --steps 2 --data " + env.dir + "/bad.txt --out " + env.dir + "/o");
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_NE(r.output.find("bad.txt: not valid UTF-8"), std::string::npos) << r.output;
@@ -157,8 +136,8 @@ TEST(TrainCli, BadInputWritesNothing) {
     EXPECT_NE(m.output.find("nope.txt: no such file"), std::string::npos) << m.output;
     // an existing folder that is not a checkpoint is never replaced
     fs::create_directories(env.dir + "/keep");
-    write(env.dir + "/keep/notes.txt", "mine");
-    write(env.dir + "/t.txt", small_text());
+    lmscope::testing::write_file(env.dir + "/keep/notes.txt", "mine");
+    lmscope::testing::write_file(env.dir + "/t.txt", lmscope::testing::small_text());
     auto k = run_cli("train " + kTiny + " --steps 1 --data " + env.dir + "/t.txt --out " + env.dir + "/keep");
     EXPECT_EQ(k.exit_code, 1);
     EXPECT_EQ(read_file(env.dir + "/keep/notes.txt"), "mine");
@@ -166,7 +145,7 @@ TEST(TrainCli, BadInputWritesNothing) {
 
 TEST(TrainCli, FlatLossIsReported) {
     Env env;
-    write(env.dir + "/text.txt", small_text());
+    lmscope::testing::write_file(env.dir + "/text.txt", lmscope::testing::small_text());
     auto r = run_cli("train " + kTiny + " --steps 4 --lr-embedding 0 --lr-unembedding 0 --lr-matrix 0 --data " +
                      env.dir + "/text.txt --out " + env.dir + "/flat");
     ASSERT_EQ(r.exit_code, 0) << r.output;

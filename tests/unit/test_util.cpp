@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 
 namespace lmscope::testing {
@@ -23,6 +24,28 @@ CmdResult run_cli_env(const std::string& env, const std::string& args) {
     int status = pclose(p);
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     return {code, out};
+}
+
+void write_file(const std::string& path, const std::string& s) {
+    std::ofstream f(path, std::ios::binary);
+    f << s;
+}
+
+std::string small_text() {
+    std::string t;
+    const char* words[] = {"alpha", "beta", "gamma", "delta", "the", "a", "runs", "sees", "quickly", "river", "stone"};
+    uint32_t x = 12345;
+    for (int p = 0; p < 60; ++p) {
+        for (int s = 0; s < 6; ++s) {
+            for (int w = 0; w < 9; ++w) {
+                x = x * 1103515245u + 12345u;
+                t += words[(x >> 16) % 11];
+                t += w == 8 ? ". " : " ";
+            }
+        }
+        t += "\n\n";
+    }
+    return t;
 }
 
 std::string make_temp_dir(const std::string& tag) {

@@ -37,6 +37,10 @@ struct CmdResult {
 CmdResult run_cli(const std::string& args);
 /** Same, with `env` ("NAME=value ...") set for the command. */
 CmdResult run_cli_env(const std::string& env, const std::string& args);
+/** Writes `s` to `path` as bytes (test fixtures). */
+void write_file(const std::string& path, const std::string& s);
+/** ~3200 words of deterministic pseudo-English in 60 paragraphs: a corpus for the training tests. */
+std::string small_text();
 /** A fresh temporary directory, removed by the caller if wanted. */
 std::string make_temp_dir(const std::string& tag);
 
