@@ -131,6 +131,8 @@ AwqQuantizeSummary awq_quantize_gpt(const std::string& in_dir, const std::string
     if (cfg_json.contains("quantization_config"))
         fail("{}: the model is already quantised (quantization_config present); AWQ needs the float model", cfg_path);
     const gpt::GptConfig cfg = gpt::GptConfig::from_json_text(cfg_text, cfg_path);
+    if (opt.quantize_lm_head)
+        throw UsageError("--quantize-lm-head: a GPT checkpoint keeps its lm_head in f32 (its engine computes in f32)");
     const int64_t g = opt.group_size, C = cfg.n_embd, H = cfg.q_dim(), F = cfg.ffn_dim();
     for (int64_t in : {C, H, F}) awq_check_group(in, g, fmt::format("{} (a block linear's in_features)", cfg_path));
     gpt::GptModel model(cfg);

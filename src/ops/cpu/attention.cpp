@@ -11,7 +11,6 @@
 #include <cmath>
 #include <vector>
 
-#include "core/error.h"
 #include "core/thread_pool.h"
 #include "ops/cpu/attention_blocked.h"
 #include "ops/cpu/simd.h"

@@ -6,7 +6,6 @@
 // Prefill: the blocked GEMM of gemm.cpp with a loader that dequantises rows (code * scale) while the
 // weight panels are packed, so the decode cost is amortised over T.
 #include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "core/error.h"
