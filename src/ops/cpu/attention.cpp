@@ -32,9 +32,10 @@ inline void prefetch_row(const float* r, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) _mm_prefetch(reinterpret_cast<const char*>(r + i), _MM_HINT_T0);
 }
 
-// Partial attention of one query token over keys [ja, jb): per head h, m[h], l[h], acc[h * D ..] (unnormalised).
-void key_range(const float* qt, const float* k, const float* v, const AttentionShape& s, int64_t ja, int64_t jb,
-               float* m, float* l, float* acc) {
+// Partial attention of one query token over keys [ja, jb): per head h, m[h], l[h], acc[h * D ..]
+// (unnormalised).
+void key_range(const float* qt, const float* k, const float* v, const AttentionShape& s, int64_t ja,
+               int64_t jb, float* m, float* l, float* acc) {
     const int64_t Hq = s.Hq, D = s.D, group = s.Hq / s.Hkv, row = s.Hkv * D;
     thread_local std::vector<float> sc;  // scores[h][j]
     sc.resize(static_cast<size_t>(Hq * kChunk));
@@ -48,13 +49,14 @@ void key_range(const float* qt, const float* k, const float* v, const AttentionS
             int64_t h = 0;
             for (; h + 4 <= Hq; h += 4) {
                 const float* a[4] = {qt + h * D, qt + (h + 1) * D, qt + (h + 2) * D, qt + (h + 3) * D};
-                const float* b[4] = {kr + (h / group) * D, kr + ((h + 1) / group) * D, kr + ((h + 2) / group) * D,
-                                     kr + ((h + 3) / group) * D};
+                const float* b[4] = {kr + (h / group) * D, kr + ((h + 1) / group) * D,
+                                     kr + ((h + 2) / group) * D, kr + ((h + 3) / group) * D};
                 float o[4];
                 simd::dot_f32_pairs4(a, b, D, o);
                 for (int i = 0; i < 4; ++i) sc[static_cast<size_t>((h + i) * kChunk + j)] = o[i];
             }
-            for (; h < Hq; ++h) sc[static_cast<size_t>(h * kChunk + j)] = simd::dot_f32(qt + h * D, kr + (h / group) * D, D);
+            for (; h < Hq; ++h)
+                sc[static_cast<size_t>(h * kChunk + j)] = simd::dot_f32(qt + h * D, kr + (h / group) * D, D);
         }
         for (int64_t h = 0; h < Hq; ++h) {  // online softmax per head
             float* sh = sc.data() + h * kChunk;
@@ -83,7 +85,8 @@ void attention_cpu(const float* q, const float* k, const float* v, const Attenti
     const int64_t Hq = s.Hq, D = s.D;
     ThreadPool& pool = ThreadPool::global();
     const int64_t max_keys = s.pos0 + s.T;
-    const int64_t P = std::clamp<int64_t>(std::min<int64_t>(pool.size(), max_keys / kMinPerRange), 1, kMaxRanges);
+    const int64_t P =
+        std::clamp<int64_t>(std::min<int64_t>(pool.size(), max_keys / kMinPerRange), 1, kMaxRanges);
     const int64_t per = Hq * (D + 2);  // m, l, acc of one (token, range)
     thread_local std::vector<float> part;
     part.resize(static_cast<size_t>(s.T * P * per));

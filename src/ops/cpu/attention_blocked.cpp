@@ -61,8 +61,8 @@ void attention_blocked(const float* q, const float* k, const float* v, const Att
             const int64_t n_keys = s.pos0 + t0 + rows;  // the block's last row sees this many keys
             for (int64_t j0 = 0; j0 < n_keys; j0 += kKB) {
                 const int64_t nj = std::min(kKB, n_keys - j0);
-                gemm_packed(q + (t0 * s.Hq + h) * D, s.Hq * D, kh + (j0 / NR) * D * NR, D * NR, rows, nj, D, S_, kKB,
-                            false);
+                gemm_packed(q + (t0 * s.Hq + h) * D, s.Hq * D, kh + (j0 / NR) * D * NR, D * NR, rows, nj, D,
+                            S_, kKB, false);
                 for (int64_t r = 0; r < rows; ++r) {
                     float* sr = S_ + r * kKB;
                     const int64_t visible = std::clamp<int64_t>(s.pos0 + t0 + r + 1 - j0, 0, nj);

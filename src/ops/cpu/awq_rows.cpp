@@ -45,7 +45,8 @@ __attribute__((target("avx2"))) inline __m256 nibble_f(__m256i v) {
     if constexpr (p == 7) return _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 28));
     return _mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(0xf << (4 * p))));
 }
-constexpr float kUnscale[8] = {1.0f, 1.0f / 16, 1.0f / 256, 1.0f / 4096, 1.0f / 65536, 1.0f / 1048576, 1.0f / 16777216, 1.0f};
+constexpr float kUnscale[8] = {1.0f,         1.0f / 16,      1.0f / 256,      1.0f / 4096,
+                               1.0f / 65536, 1.0f / 1048576, 1.0f / 16777216, 1.0f};
 
 __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AwqWeight& w, const float* x, const float* xg,
                                                         int64_t c0, int npk, float* y) {
@@ -81,8 +82,9 @@ __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AwqWeight& w, cons
         transpose_8x8(u, r);
         const int64_t s0 = gi * w.out + c0 * 8;
         for (int j = 0; j < npk; ++j) {
-            const __m256 s = w.sf ? _mm256_loadu_ps(w.sf + s0 + 8 * j)
-                                  : _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.sh + s0 + 8 * j)));
+            const __m256 s =
+                w.sf ? _mm256_loadu_ps(w.sf + s0 + 8 * j)
+                     : _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.sh + s0 + 8 * j)));
             yacc[j] = _mm256_fmadd_ps(r[j], s, yacc[j]);
         }
     }
@@ -106,7 +108,8 @@ void gemv_portable(const AwqWeight& w, const float* x, const float* xg, int64_t 
             for (int64_t c = p0; c < p1; ++c) {
                 const uint32_t v = static_cast<uint32_t>(row[c]);
                 for (int i = 0; i < 8; ++i)
-                    acc[static_cast<size_t>((c - p0) * 8 + kAwqOrder[i])] += xv * static_cast<float>((v >> (4 * i)) & 15u);
+                    acc[static_cast<size_t>((c - p0) * 8 + kAwqOrder[i])] +=
+                        xv * static_cast<float>((v >> (4 * i)) & 15u);
             }
         }
         for (int64_t n = p0 * 8; n < p1 * 8; ++n) {
@@ -123,11 +126,12 @@ void row_to_f32_portable(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, f
 
 // ---------------- AVX2 ----------------
 void gemv_avx2(const AwqWeight& w, const float* x, const float* xg, int64_t p0, int64_t p1, float* y) {
-    for (int64_t c = p0; c < p1; c += kTile2) tile_avx2(w, x, xg, c, static_cast<int>(std::min<int64_t>(kTile2, p1 - c)), y);
+    for (int64_t c = p0; c < p1; c += kTile2)
+        tile_avx2(w, x, xg, c, static_cast<int>(std::min<int64_t>(kTile2, p1 - c)), y);
 }
 
-__attribute__((target("avx2,fma,f16c"))) void row_to_f32_avx2(const AwqWeight& w, int64_t k, int64_t n0, int64_t n,
-                                                                float* out) {
+__attribute__((target("avx2,fma,f16c"))) void row_to_f32_avx2(const AwqWeight& w, int64_t k, int64_t n0,
+                                                              int64_t n, float* out) {
     const int64_t gi = k / w.g;
     const __m256i shifts = _mm256_setr_epi32(0, 16, 4, 20, 8, 24, 12, 28);  // 4 * kAwqReverseOrder
     const __m256i nib = _mm256_set1_epi32(15);
@@ -138,9 +142,10 @@ __attribute__((target("avx2,fma,f16c"))) void row_to_f32_avx2(const AwqWeight& w
     if (n0 % 8 == 0)  // (the GEMM's panels always are; gemm_ref asks for single elements)
         for (; i + 8 <= n; i += 8) {
             const int64_t c = (n0 + i) / 8, s0 = gi * w.out + n0 + i;
-            const __m256 s = w.sf ? _mm256_loadu_ps(w.sf + s0)
-                                  : _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.sh + s0)));
-            const __m256 q = unpack(w.qw[k * w.pc + c]), z = unpack(w.qz[gi * w.pc + c]);
+            const __m256 s =
+                w.sf ? _mm256_loadu_ps(w.sf + s0)
+                     : _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.sh + s0)));
+            const __m256 q = unpack(*packed_at(w, k, c)), z = unpack(w.qz[gi * w.pc + c]);
             _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_sub_ps(q, z), s));
         }
     for (; i < n; ++i) out[i] = weight_at(w, k, n0 + i);
@@ -157,17 +162,23 @@ void group_sums(const AwqWeight& w, const float* x, float* xg) {
 
 void gemv(const AwqWeight& w, const float* x, const float* xg, int64_t p0, int64_t p1, float* y) {
     switch (simd::active_isa()) {
-        case simd::Isa::Avx512: return gemv_avx512(w, x, xg, p0, p1, y);
-        case simd::Isa::Avx2: return gemv_avx2(w, x, xg, p0, p1, y);
-        default: return gemv_portable(w, x, xg, p0, p1, y);
+        case simd::Isa::Avx512:
+            return gemv_avx512(w, x, xg, p0, p1, y);
+        case simd::Isa::Avx2:
+            return gemv_avx2(w, x, xg, p0, p1, y);
+        default:
+            return gemv_portable(w, x, xg, p0, p1, y);
     }
 }
 
 void row_to_f32(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out) {
     switch (simd::active_isa()) {
-        case simd::Isa::Avx512: return row_to_f32_avx512(w, k, n0, n, out);
-        case simd::Isa::Avx2: return row_to_f32_avx2(w, k, n0, n, out);
-        default: return row_to_f32_portable(w, k, n0, n, out);
+        case simd::Isa::Avx512:
+            return row_to_f32_avx512(w, k, n0, n, out);
+        case simd::Isa::Avx2:
+            return row_to_f32_avx2(w, k, n0, n, out);
+        default:
+            return row_to_f32_portable(w, k, n0, n, out);
     }
 }
 

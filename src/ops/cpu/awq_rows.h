@@ -17,11 +17,11 @@
 namespace lmscope::awqcpu {
 
 struct AwqWeight {
-    const int32_t* qw;   // qweight (in, pc): 8 nibbles per int32, logical column 8c + kAwqOrder[i] at bits 4i
+    const int32_t* qw;  // qweight (in, pc): 8 nibbles per int32, logical column 8c + kAwqOrder[i] at bits 4i
     const int32_t* tiles;  // the same int32s as awq_tile_qweight lays them out, or null
-    const int32_t* qz;   // qzeros (ng, pc), packed like qweight
-    const float* sf;     // scales (ng, out) as f32, or null when F16
-    const uint16_t* sh;  // scales (ng, out) as F16 bits, or null
+    const int32_t* qz;     // qzeros (ng, pc), packed like qweight
+    const float* sf;       // scales (ng, out) as f32, or null when F16
+    const uint16_t* sh;    // scales (ng, out) as F16 bits, or null
     int64_t in, out, pc, g, ng;
 };
 
@@ -31,16 +31,24 @@ inline const int32_t* column_base(const AwqWeight& w, int64_t c, int64_t& row_st
     return w.tiles ? w.tiles + (c / kAwqTile) * w.in * kAwqTile + c % kAwqTile : w.qw + c;
 }
 
+/** Packed int32 c of row k, from the tiled copy when there is one (c and c + 1 share a tile for even c). */
+inline const int32_t* packed_at(const AwqWeight& w, int64_t k, int64_t c) {
+    return w.tiles ? w.tiles + ((c / kAwqTile) * w.in + k) * kAwqTile + c % kAwqTile : w.qw + k * w.pc + c;
+}
+
 /** Wt[k, n] = (q - z) * s, exact in f32. */
 inline float weight_at(const AwqWeight& w, int64_t k, int64_t n) {
     const int64_t gi = k / w.g;
     const float s = w.sf ? w.sf[gi * w.out + n] : f16_to_f32(w.sh[gi * w.out + n]);
-    return static_cast<float>(awq_unpack_nibble(w.qw + k * w.pc, n) - awq_unpack_nibble(w.qz + gi * w.pc, n)) * s;
+    return static_cast<float>(awq_unpack_nibble(w.qw + k * w.pc, n) -
+                              awq_unpack_nibble(w.qz + gi * w.pc, n)) *
+           s;
 }
 
 /** Sums of x (in) over each group of g inputs, into xg (ng). */
 void group_sums(const AwqWeight& w, const float* x, float* xg);
-/** For one token x with group sums xg: y[n] = sum_k x[k] * Wt[k, n] for packed columns [p0, p1) (n = 8 p0 ..). */
+/** For one token x with group sums xg: y[n] = sum_k x[k] * Wt[k, n] for packed columns [p0, p1) (n = 8 p0
+ * ..). */
 void gemv(const AwqWeight& w, const float* x, const float* xg, int64_t p0, int64_t p1, float* y);
 /** out[i] = Wt[k, n0 + i] = (q - z) * s, for i < n. */
 void row_to_f32(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out);

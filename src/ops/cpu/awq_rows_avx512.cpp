@@ -25,7 +25,7 @@ namespace lmscope::awqcpu {
 namespace {
 
 constexpr __mmask16 kAll16 = 0xffff;
-constexpr int kTile = 16;  // packed columns (int32) per zmm: 128 output columns (kAwqTile = 2 kTile)
+constexpr int kTile = 16;   // packed columns (int32) per zmm: 128 output columns (kAwqTile = 2 kTile)
 constexpr int kAhead = 32;  // rows prefetched ahead (the gemm layout; the tiled one is sequential)
 static_assert(kAwqTile == 2 * kTile, "tiles<2> reads one row of a tile");
 
@@ -41,7 +41,8 @@ LMS_AVX512 inline __m512 scale_rows(const AwqWeight& w, int64_t gi, int64_t n0, 
     if (w.sf) {
         const __m256 a = _mm256_maskz_loadu_ps(ma, w.sf + base + 8 * ja);
         const __m256 b = _mm256_maskz_loadu_ps(mb, w.sf + base + 8 * jb);
-        return _mm512_maskz_insertf32x8(kAll16, _mm512_maskz_insertf32x8(kAll16, _mm512_setzero_ps(), a, 0), b, 1);
+        return _mm512_maskz_insertf32x8(kAll16, _mm512_maskz_insertf32x8(kAll16, _mm512_setzero_ps(), a, 0),
+                                        b, 1);
     }
     const __m128i a = _mm_maskz_loadu_epi16(ma, w.sh + base + 8 * ja);
     const __m128i b = _mm_maskz_loadu_epi16(mb, w.sh + base + 8 * jb);
@@ -112,7 +113,8 @@ LMS_AVX512 void tiles(const AwqWeight& w, const float* x, const float* xg, int64
                 const __m512i v = _mm512_maskz_loadu_epi32(m[t], base[t] + k * rs);
 #pragma GCC unroll 8
                 for (int p = 0; p < 8; ++p) {
-                    const __m512i q = _mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0xfu << (4 * p))));
+                    const __m512i q =
+                        _mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0xfu << (4 * p))));
                     acc[t][p] = _mm512_fmadd_ps(_mm512_maskz_cvtepu32_ps(kAll16, q), xb, acc[t][p]);
                 }
             }
@@ -132,8 +134,9 @@ LMS_AVX512 void tiles(const AwqWeight& w, const float* x, const float* xg, int64
             const int64_t n0 = (c0 + kTile * t) * 8;
 #pragma GCC unroll 16
             for (int q = 0; q < 8; ++q)
-                _mm512_store_ps(yacc[t][q], _mm512_fmadd_ps(r[q], scale_rows(w, gi, n0, row_a(q), row_b(q), npk[t]),
-                                                            _mm512_load_ps(yacc[t][q])));
+                _mm512_store_ps(yacc[t][q],
+                                _mm512_fmadd_ps(r[q], scale_rows(w, gi, n0, row_a(q), row_b(q), npk[t]),
+                                                _mm512_load_ps(yacc[t][q])));
         }
     }
 #pragma GCC unroll 16
@@ -157,10 +160,11 @@ void gemv_avx512(const AwqWeight& w, const float* x, const float* xg, int64_t p0
 
 LMS_AVX512 void row_to_f32_avx512(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out) {
     const int64_t gi = k / w.g;
-    const int32_t* row = w.qw + k * w.pc;
     const int32_t* zrow = w.qz + gi * w.pc;
     int64_t i = 0;
-    if (n0 % 8 == 0) {  // (the GEMM's panels always are; gemm_ref asks for single elements)
+    // the GEMM's panels start at multiples of 16 (gemm_ref asks for single elements); c even: c, c + 1 in one
+    // tile
+    if (n0 % 16 == 0) {
         // 16 columns = 2 packed int32: each lane picks its int32 and shifts its nibble down
         const __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
         const __m512i shifts = _mm512_setr_epi32(0, 16, 4, 20, 8, 24, 12, 28, 0, 16, 4, 20, 8, 24, 12, 28);
@@ -170,13 +174,17 @@ LMS_AVX512 void row_to_f32_avx512(const AwqWeight& w, int64_t k, int64_t n0, int
             const __mmask16 m = cnt == 16 ? kAll16 : __mmask16(0xff);
             const __mmask16 mw = cnt == 16 ? __mmask16(3) : __mmask16(1);
             auto unpack = [&](const int32_t* p) LMS_AVX512 {
-                const __m512i v = _mm512_maskz_permutexvar_epi32(kAll16, pick, _mm512_maskz_loadu_epi32(mw, p + c));
-                return _mm512_maskz_cvtepi32_ps(kAll16, _mm512_and_si512(_mm512_maskz_srlv_epi32(kAll16, v, shifts), nib));
+                const __m512i v =
+                    _mm512_maskz_permutexvar_epi32(kAll16, pick, _mm512_maskz_loadu_epi32(mw, p));
+                return _mm512_maskz_cvtepi32_ps(
+                    kAll16, _mm512_and_si512(_mm512_maskz_srlv_epi32(kAll16, v, shifts), nib));
             };
             const int64_t s0 = gi * w.out + n0 + i;
             const __m512 s = w.sf ? _mm512_maskz_loadu_ps(m, w.sf + s0)
                                   : _mm512_maskz_cvtph_ps(kAll16, _mm256_maskz_loadu_epi16(m, w.sh + s0));
-            _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_sub_ps(unpack(row), unpack(zrow)), s));
+            // (the prefill reads the tiled copy too, so the mmap'ed gemm layout stays cold)
+            const __m512 q = unpack(packed_at(w, k, c));
+            _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_sub_ps(q, unpack(zrow + c)), s));
             i += cnt;
         }
     }

@@ -46,7 +46,8 @@ __attribute__((target("avx2"))) __m128i codes8_to_half(const uint8_t* p) {
 }
 
 template <int R>
-__attribute__((target("avx2,fma,f16c"))) void rows_avx2(const Fp8Weight& w, const float* x, int64_t o0, float* y) {
+__attribute__((target("avx2,fma,f16c"))) void rows_avx2(const Fp8Weight& w, const float* x, int64_t o0,
+                                                        float* y) {
     const float* L = lut();
     const uint8_t* c[R];
     const float* s[R];
@@ -82,7 +83,8 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2(const Fp8Weight& w, cons
         for (int r = 0; r < R; ++r) {
             float tail = 0.0f;
             for (int64_t i = k; i < k1; ++i) tail += x[i] * L[c[r][i]];
-            tot[r] = _mm256_fmadd_ps(_mm256_add_ps(a[r][0], a[r][1]), _mm256_set1_ps(s[r][kb] * 256.0f), tot[r]);
+            tot[r] =
+                _mm256_fmadd_ps(_mm256_add_ps(a[r][0], a[r][1]), _mm256_set1_ps(s[r][kb] * 256.0f), tot[r]);
             tail_tot[r] += tail * s[r][kb];
         }
     }
@@ -125,8 +127,8 @@ void gemv_avx2(const Fp8Weight& w, const float* x, int64_t r0, int64_t r1, float
     for (; o < r1; ++o) rows_avx2<1>(w, x, o, y);
 }
 
-__attribute__((target("avx2,fma,f16c"))) void row_to_f32_avx2(const Fp8Weight& w, int64_t o, int64_t k0, int64_t n,
-                                                                float* out) {
+__attribute__((target("avx2,fma,f16c"))) void row_to_f32_avx2(const Fp8Weight& w, int64_t o, int64_t k0,
+                                                              int64_t n, float* out) {
     const float* L = lut();
     const uint8_t* codes = w.codes + o * w.in;
     const float* srow = w.scale_row(o);
@@ -148,17 +150,23 @@ Fp8X prepare_x(const float* x, int64_t in, std::vector<float>& buf) {
 
 void gemv(const Fp8Weight& w, const Fp8X& x, int64_t r0, int64_t r1, float* y) {
     switch (simd::active_isa()) {
-        case simd::Isa::Avx512: return gemv_avx512(w, x, r0, r1, y);
-        case simd::Isa::Avx2: return gemv_avx2(w, x.x, r0, r1, y);
-        default: return gemv_portable(w, x.x, r0, r1, y);
+        case simd::Isa::Avx512:
+            return gemv_avx512(w, x, r0, r1, y);
+        case simd::Isa::Avx2:
+            return gemv_avx2(w, x.x, r0, r1, y);
+        default:
+            return gemv_portable(w, x.x, r0, r1, y);
     }
 }
 
 void row_to_f32(const Fp8Weight& w, int64_t o, int64_t k0, int64_t n, float* out) {
     switch (simd::active_isa()) {
-        case simd::Isa::Avx512: return row_to_f32_avx512(w, o, k0, n, out);
-        case simd::Isa::Avx2: return row_to_f32_avx2(w, o, k0, n, out);
-        default: return row_to_f32_portable(w, o, k0, n, out);
+        case simd::Isa::Avx512:
+            return row_to_f32_avx512(w, o, k0, n, out);
+        case simd::Isa::Avx2:
+            return row_to_f32_avx2(w, o, k0, n, out);
+        default:
+            return row_to_f32_portable(w, o, k0, n, out);
     }
 }
 

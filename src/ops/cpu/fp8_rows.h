@@ -30,7 +30,8 @@ struct Fp8X {
 };
 /** What gemv() reads for input row x (in) at the active ISA level; `buf` holds it (one per token). */
 Fp8X prepare_x(const float* x, int64_t in, std::vector<float>& buf);
-/** For one token x: y[o] = sum_kb scale(o, kb) * sum_{i in block kb} x[i] * f32(code[o, i]), o in [r0, r1). */
+/** For one token x: y[o] = sum_kb scale(o, kb) * sum_{i in block kb} x[i] * f32(code[o, i]), o in [r0, r1).
+ */
 void gemv(const Fp8Weight& w, const Fp8X& x, int64_t r0, int64_t r1, float* y);
 /** out[i] = f32(code[o, k0 + i]) * scale(o, (k0 + i) / bi) for i < n. */
 void row_to_f32(const Fp8Weight& w, int64_t o, int64_t k0, int64_t n, float* out);

@@ -56,10 +56,13 @@ LMS_AVX512 inline float hsum(__m512 v) {
 
 // The 4 horizontal sums of a, b, c, d.
 LMS_AVX512 inline void hsum4(__m512 a, __m512 b, __m512 c, __m512 d, float* out) {
-    const __m512 ab = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(kAll16, a, b, 0x44), _mm512_maskz_shuffle_f32x4(kAll16, a, b, 0xee));
-    const __m512 cd = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(kAll16, c, d, 0x44), _mm512_maskz_shuffle_f32x4(kAll16, c, d, 0xee));
+    const __m512 ab = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(kAll16, a, b, 0x44),
+                                    _mm512_maskz_shuffle_f32x4(kAll16, a, b, 0xee));
+    const __m512 cd = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(kAll16, c, d, 0x44),
+                                    _mm512_maskz_shuffle_f32x4(kAll16, c, d, 0xee));
     // 128-bit lanes now hold partial sums [a, a, b, b] and [c, c, d, d]; fold to one lane per vector
-    __m512 s = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(kAll16, ab, cd, 0x88), _mm512_maskz_shuffle_f32x4(kAll16, ab, cd, 0xdd));
+    __m512 s = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(kAll16, ab, cd, 0x88),
+                             _mm512_maskz_shuffle_f32x4(kAll16, ab, cd, 0xdd));
     s = _mm512_add_ps(s, _mm512_maskz_permute_ps(kAll16, s, 0x4e));
     s = _mm512_add_ps(s, _mm512_maskz_permute_ps(kAll16, s, 0xb1));
     alignas(64) float l[16];
@@ -95,7 +98,8 @@ LMS_AVX512 void rows(const Fp8Weight& w, const float* x, float unit, int64_t o0,
         auto step = [&](int64_t k, int64_t n) LMS_AVX512 {
             const __mmask16 m0 = mask16(n), m1 = mask16(n - 16), m2 = mask16(n - 32), m3 = mask16(n - 48);
             const __m512 x0 = _mm512_maskz_loadu_ps(m0, x + k), x1 = _mm512_maskz_loadu_ps(m1, x + k + 16);
-            const __m512 x2 = _mm512_maskz_loadu_ps(m2, x + k + 32), x3 = _mm512_maskz_loadu_ps(m3, x + k + 48);
+            const __m512 x2 = _mm512_maskz_loadu_ps(m2, x + k + 32),
+                         x3 = _mm512_maskz_loadu_ps(m3, x + k + 48);
             for (int r = 0; r < R; ++r) {
                 _mm_prefetch(reinterpret_cast<const char*>(c[r] + k + ahead), _MM_HINT_T0);
                 a[r][0] = _mm512_fmadd_ps(decode16<kDirect>(c[r] + k, m0), x0, a[r][0]);
@@ -108,7 +112,8 @@ LMS_AVX512 void rows(const Fp8Weight& w, const float* x, float unit, int64_t o0,
         for (; k + 64 <= k1; k += 64) step(k, 64);
         if (k < k1) step(k, k1 - k);
         for (int r = 0; r < R; ++r)
-            tot[r] = _mm512_fmadd_ps(_mm512_add_ps(a[r][0], a[r][1]), _mm512_set1_ps(s[r][kb] * unit), tot[r]);
+            tot[r] =
+                _mm512_fmadd_ps(_mm512_add_ps(a[r][0], a[r][1]), _mm512_set1_ps(s[r][kb] * unit), tot[r]);
     }
     if constexpr (R == 4)
         hsum4(tot[0], tot[1], tot[2], tot[3], y + o0);

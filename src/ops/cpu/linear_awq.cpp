@@ -22,7 +22,14 @@ void linear_awq_cpu(const float* x, int64_t T, const Linear& w, float* y) {
     const int64_t in = w.in(), out = w.out(), g = w.group_size, pc = out / 8, ng = in / g;
     awqcpu::AwqWeight aw{w.weight.data<int32_t>(),
                          w.qweight_tiles.defined() ? w.qweight_tiles.data<int32_t>() : nullptr,
-                         w.qzeros.data<int32_t>(), nullptr, nullptr, in, out, pc, g, ng};
+                         w.qzeros.data<int32_t>(),
+                         nullptr,
+                         nullptr,
+                         in,
+                         out,
+                         pc,
+                         g,
+                         ng};
     if (w.scale.dtype() == DType::F16)
         aw.sh = w.scale.data<uint16_t>();
     else
