@@ -1,6 +1,9 @@
 // A persistent pool of worker threads for data-parallel loops. parallel_for splits [0, n) into one
 // contiguous range per thread (the caller runs range 0), so the decode loop allocates nothing and
 // wakes the workers with one atomic generation bump. Size: LMSCOPE_THREADS or hardware_concurrency.
+// Workers spin briefly (kSpinIters pauses, ~tens of microseconds) on the generation before sleeping on
+// the condition variable, and the caller spins on the pending count before waiting: a decode step makes
+// ~225 back-to-back parallel_for calls, and a futex sleep/wake round trip costs 5-14 us on this VM.
 #pragma once
 
 #include <atomic>
@@ -43,6 +46,8 @@ private:
     std::condition_variable cv_done_;
     uint64_t generation_ = 0;
     int pending_ = 0;
+    std::atomic<uint64_t> generation_seen_{0};  // generation_, readable without the lock (spinning)
+    std::atomic<int> pending_spin_{0};          // pending_, readable without the lock (spinning)
     bool stop_ = false;
     // current job
     const std::function<void(int64_t, int64_t, int)>* fn_ = nullptr;
