@@ -15,31 +15,37 @@
 
 namespace lmscope::gpt {
 
+namespace {
+// GemmArgs of an f32 product C (M, N) (+)= op(A) (M, K) op(B) (K, N); see ops/cpu/gemm.h.
+GemmArgs f32_gemm(float* c, int64_t ldc, const float* a, int64_t lda, bool a_trans, const float* b, int64_t ldb,
+                  bool b_trans, int64_t M, int64_t N, int64_t K, bool accumulate) {
+    GemmArgs g;
+    g.M = M;
+    g.N = N;
+    g.K = K;
+    g.a = a;
+    g.lda = lda;
+    g.a_trans = a_trans;
+    g.b = b;
+    g.b_dtype = DType::F32;
+    g.ldb = ldb;
+    g.b_trans = b_trans;
+    g.c = c;
+    g.ldc = ldc;
+    g.accumulate = accumulate;
+    return g;
+}
+}  // namespace
+
 // The shared blocked GEMM (ops/cpu/gemm): AVX-512 / AVX2 / portable micro-kernels on the thread pool.
 // Every output element is owned by one task and sums over k in a fixed order, so results do not
 // depend on the number of threads (resume-exactness relies on that).
 void gemm(float* c, int64_t ldc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb, int64_t M,
           int64_t Ncol, int64_t K, bool accumulate) {
     if (M <= 0 || Ncol <= 0) return;
-    GemmArgs g;
-    g.M = M;
-    g.N = Ncol;
-    g.K = K;
-    g.a = a;
-    if (a_cs == 1) {
-        g.lda = a_rs;
-    } else {
-        LMS_CHECK(a_rs == 1);  // A is row- or column-major
-        g.a_trans = true;
-        g.lda = a_cs;
-    }
-    g.b = b;
-    g.b_dtype = DType::F32;
-    g.ldb = ldb;
-    g.c = c;
-    g.ldc = ldc;
-    g.accumulate = accumulate;
-    gemm_cpu(g);
+    LMS_CHECK(a_cs == 1 || a_rs == 1);  // A is row- or column-major
+    const bool a_trans = a_cs != 1;
+    gemm_cpu(f32_gemm(c, ldc, a, a_trans ? a_cs : a_rs, a_trans, b, ldb, false, M, Ncol, K, accumulate));
 }
 
 void transpose(float* out, const float* in, int64_t rows, int64_t cols) {
@@ -109,18 +115,8 @@ void rmsnorm_backward(float* dinp, const float* dout, const float* out, const fl
 // ---- linear --------------------------------------------------------------------------------------------
 
 void matmul_forward(float* out, const float* inp, const float* w, int64_t N, int64_t IC, int64_t OC) {
-    GemmArgs g;  // the GEMM packs W^T's panels itself: no transposed copy of the weights
-    g.M = N;
-    g.N = OC;
-    g.K = IC;
-    g.a = inp;
-    g.lda = IC;
-    g.b = w;
-    g.ldb = IC;
-    g.b_trans = true;
-    g.c = out;
-    g.ldc = OC;
-    gemm_cpu(g);
+    // the GEMM packs W^T's panels itself: no transposed copy of the weights
+    gemm_cpu(f32_gemm(out, OC, inp, IC, false, w, IC, true, N, OC, IC, false));
 }
 
 void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, int64_t N,
@@ -209,24 +205,10 @@ constexpr int64_t kAttBlock = 64;
 // Causal blocks cost ~their index: pair short and long ones so contiguous ranges of tasks balance.
 inline int64_t zigzag(int64_t j, int64_t n) { return (j % 2 == 0) ? j / 2 : n - 1 - j / 2; }
 
-// C (M, N) (+)= A (M, K) B, with A row-major (lda) or transposed, B row-major or transposed (ldb).
+// One attention block's product on the calling thread (the blocks themselves are split across the pool).
 void small_gemm(float* c, int64_t ldc, const float* a, int64_t lda, bool a_trans, const float* b, int64_t ldb,
                 bool b_trans, int64_t M, int64_t N, int64_t K, bool accumulate) {
-    GemmArgs g;
-    g.M = M;
-    g.N = N;
-    g.K = K;
-    g.a = a;
-    g.lda = lda;
-    g.a_trans = a_trans;
-    g.b = b;
-    g.b_dtype = DType::F32;
-    g.ldb = ldb;
-    g.b_trans = b_trans;
-    g.c = c;
-    g.ldc = ldc;
-    g.accumulate = accumulate;
-    gemm_cpu_serial(g);
+    gemm_cpu_serial(f32_gemm(c, ldc, a, lda, a_trans, b, ldb, b_trans, M, N, K, accumulate));
 }
 }  // namespace
 
