@@ -190,6 +190,45 @@ TEST(AwqGpt, RunAndTraceReadGptCheckpoints) {
     fs::remove_all(q);
 }
 
+TEST(AwqGpt, BadInputsGetOneLineErrors) {
+    const gpt::GptConfig cfg = tiny_config();
+    gpt::GptModel m = random_model(cfg, 61);
+    const std::string in = save_checkpoint(m, "gpt_bad"), q = in + "_rtn";
+    // the GPT's head stays f32
+    auto head = testing::run_cli("quantize --awq --method rtn --group-size 32 --quantize-lm-head --no-progress " + in + " " + q);
+    EXPECT_NE(head.exit_code, 0);
+    EXPECT_NE(head.output.find("--quantize-lm-head: a GPT checkpoint keeps its lm_head in f32"), std::string::npos) << head.output;
+    EXPECT_FALSE(fs::exists(q));
+    // a prompt longer than sequence_len (32)
+    std::string ids = "1";
+    for (int i = 0; i < 40; ++i) ids += ",2";
+    auto longp = testing::run_cli("run --model " + in + " --ids " + ids + " --max-new-tokens 1");
+    EXPECT_NE(longp.exit_code, 0);
+    EXPECT_NE(longp.output.find("the prompt has 41 tokens; this GPT's sequence_len is 32"), std::string::npos) << longp.output;
+    // an int4 checkpoint missing one of its three tensors
+    ASSERT_EQ(testing::run_cli("quantize --awq --method rtn --group-size 32 --no-progress " + in + " " + q).exit_code, 0);
+    {
+        SafetensorsFile f = SafetensorsFile::open(q + "/model.safetensors");
+        SafetensorsWriter w;
+        for (const TensorInfo& t : f.tensors())
+            if (t.name != "transformer.h.1.mlp.c_fc.qzeros") w.add(t.name, f.get(t.name));
+        w.write(q + "/model2.safetensors");
+    }
+    fs::rename(q + "/model2.safetensors", q + "/model.safetensors");
+    gpt::GptModel r(cfg);
+    try {
+        r.load(q);
+        FAIL() << "expected an error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("\"transformer.h.1.mlp.c_fc.qzeros\" missing (int4 weight "
+                                             "transformer.h.1.mlp.c_fc.qweight present)"),
+                  std::string::npos)
+            << e.what();
+    }
+    fs::remove_all(in);
+    fs::remove_all(q);
+}
+
 TEST(AwqGpt, GroupSizeMustDivideEveryInFeatures) {
     const gpt::GptConfig cfg = tiny_config();
     gpt::GptModel m = random_model(cfg, 41);

@@ -2,6 +2,7 @@
 // line naming the file / tensor / field on bad input files.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -175,5 +176,27 @@ TEST(Cli, InitWritesALoadableCheckpoint) {
     auto r2 = run_cli("init --preset tiny-llama3 --dtype f16 --seed 3 " + dir + "/m2");
     ASSERT_EQ(r2.exit_code, 0);
     EXPECT_EQ(read_file(dir + "/m/model.safetensors"), read_file(dir + "/m2/model.safetensors"));
+    fs::remove_all(dir);
+}
+
+// --fp8-activations: real on the CPU (the FP8 checkpoints' logits change), a note on a model without
+// FP8 linears, a usage error with --device cuda
+TEST(Cli, Fp8ActivationsFlag) {
+    const std::string fp8 = golden_dir("fp8_qwen3");
+    const std::string dir = lmscope::testing::make_temp_dir("fp8act");
+    ASSERT_EQ(run_cli("run --model " + fp8 + " --ids 1,2,3 --save-logits " + dir + "/w.safetensors").exit_code, 0);
+    auto a = run_cli("run --model " + fp8 + " --ids 1,2,3 --fp8-activations --save-logits " + dir + "/a.safetensors");
+    ASSERT_EQ(a.exit_code, 0) << a.output;
+    const lmscope::Tensor w = lmscope::SafetensorsFile::open(dir + "/w.safetensors").get("logits");
+    const lmscope::Tensor x = lmscope::SafetensorsFile::open(dir + "/a.safetensors").get("logits");
+    double diff = 0;
+    for (int64_t i = 0; i < w.numel(); ++i) diff = std::max(diff, double(std::fabs(w.data<float>()[i] - x.data<float>()[i])));
+    EXPECT_GT(diff, 0.0);  // activation quantisation happened
+    auto dense = run_cli("run --model " + golden_dir("qwen3_gqa") + " --ids 1,2 --fp8-activations");
+    EXPECT_EQ(dense.exit_code, 0);
+    EXPECT_NE(dense.output.find("the model has no FP8-block linears, so nothing changes"), std::string::npos) << dense.output;
+    auto cuda = run_cli("run --model " + fp8 + " --ids 1,2 --fp8-activations --device cuda");
+    EXPECT_NE(cuda.exit_code, 0);
+    EXPECT_NE(cuda.output.find("--fp8-activations runs on the CPU only"), std::string::npos) << cuda.output;
     fs::remove_all(dir);
 }
