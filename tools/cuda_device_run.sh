@@ -12,7 +12,8 @@
 # the same tokens as the CPU for a seed; trace --device cuda + trace diff), then bench/cuda_bench.sh
 # (ours per weight format vs transformers), and prints a short table last. Logs go to $OUT when set.
 # BENCH_MODELS="qwen3-0.6b qwen3-8b" picks the benchmark shapes, BENCH_FORMATS="bf16 fp8 awq" the
-# weight formats; SKIP_TESTS=1 / SKIP_BENCH=1 / SKIP_SANITIZER=1 / SKIP_CLI=1 skip parts.
+# weight formats; SKIP_TESTS=1 / SKIP_BENCH=1 / SKIP_SANITIZER=1 / SKIP_CLI=1 skip parts; PROFILE=1
+# adds per-kernel GPU times (Nsight Compute) of a 0.6B decode and an 8B prefill when those exist.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -80,6 +81,33 @@ device() {
         /tmp/lms/lmscope trace --model tests/golden/qwen3_gqa_bf16 --ids $ids --format term --device cuda --filter 'model.layers.1.mlp.*' 2>&1 | tail -4
         echo "-- cpu vs cuda --exact"; /tmp/lms/lmscope trace diff "$out/trace_cpu.json" "$out/trace_cuda_exact.json" --threshold 1e-4 2>&1 | head -12
         echo "-- cpu vs cuda (bf16 GEMMs)"; /tmp/lms/lmscope trace diff "$out/trace_cpu.json" "$out/trace_cuda.json" 2>&1 | head -14
+    fi
+    if [ "${PROFILE:-0}" = 1 ] && command -v ncu >/dev/null; then  # per-kernel GPU time (bench/cuda_profile.py)
+        local m06=/tmp/lmscope_bench_qwen3-0.6b m8=/tmp/lmscope_bench_qwen3-8b
+        if [ -f $m06/config.json ]; then
+            for pf in ${PROFILE_L2:-0}; do
+                echo "== profile: qwen3-0.6b bf16, prefill 512 + 8 decode steps, LMSCOPE_CUDA_L2_PREFETCH_MB=$pf"
+                export LMSCOPE_CUDA_L2_PREFETCH_MB=$pf
+                timeout 300 python3 bench/cuda_profile.py /tmp/lms/lmscope -- bench --device cuda --model $m06 \
+                    --prompt-len 512 --gen-len 8 --repeat 1 > "$out/profile_06b_l2$pf.txt" 2>&1; head -24 "$out/profile_06b_l2$pf.txt"
+            done
+            unset LMSCOPE_CUDA_L2_PREFETCH_MB
+        fi
+        # PROFILE_KERNELS="regex ...": one decode-step launch of each, with Nsight Compute's sections
+        for k in ${PROFILE_KERNELS:-}; do
+            [ -f $m06/config.json ] || break
+            ncu --clock-control none --cache-control none -k "regex:$k" --launch-skip 300 --launch-count 1 \
+                --section LaunchStats --section Occupancy --section SpeedOfLight --section WarpStateStats \
+                --section SchedulerStats --section MemoryWorkloadAnalysis --section SourceCounters \
+                /tmp/lms/lmscope bench --device cuda --model $m06 --prompt-len 512 --gen-len 8 --repeat 1 \
+                > "$out/ncu_$k.txt" 2>&1
+            echo "== ncu $k"; grep -E "Duration|Elapsed Cycles|SM Frequency|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Issued Warp Per|stall|Stall" "$out/ncu_$k.txt" | head -24
+        done
+        if [ -f $m8/config.json ] && [ "${PROFILE_8B:-1}" = 1 ]; then
+            echo "== profile: qwen3-8b bf16, prefill 2048"
+            timeout 300 python3 bench/cuda_profile.py /tmp/lms/lmscope -- bench --device cuda --model $m8 \
+                --prompt-len 2048 --gen-len 0 --repeat 1 > "$out/profile_8b_prefill.txt" 2>&1; head -24 "$out/profile_8b_prefill.txt"
+        fi
     fi
     if [ "${SKIP_BENCH:-0}" != 1 ]; then
         bash bench/cuda_bench.sh /tmp/lms/lmscope "$out"

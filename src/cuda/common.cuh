@@ -123,6 +123,17 @@ __device__ __forceinline__ int64_t row_seq(const RP& rp, int64_t r) {
     return rp.seq ? rp.seq[r] : (rp.seq_is_row ? r : rp.seq0);
 }
 
+/** Multiprocessors of the current device (read once). */
+inline int sm_count() {
+    static const int n = [] {
+        int dev = 0, v = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+        return v;
+    }();
+    return n;
+}
+
 inline unsigned ceil_div(int64_t a, int64_t b) { return static_cast<unsigned>((a + b - 1) / b); }
 
 /** Calls f with a typed null pointer of the element type of a float dtype (F32, BF16, F16). */

@@ -14,7 +14,9 @@
 // on the device) is captured once as a CUDA graph per batch size and replayed.
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "cuda/common.cuh"
 #include "cuda/cuda_api.h"
@@ -34,6 +36,19 @@ constexpr int64_t kGemvMaxRows = 8;
 __global__ void advance_pos_kernel(int32_t* pos, int B) {
     const int b = blockIdx.x * blockDim.x + threadIdx.x;
     if (b < B) pos[b] += 1;
+}
+
+// LMSCOPE_CUDA_L2_PREFETCH_MB: how far ahead of the running decode GEMV the weights are asked into
+// L2; off by default: on an H100 it made batch-1 decode 3-4% slower, not faster (the GEMVs are bound
+// by their latency chains, not by DRAM; bench/cuda_notes.md v7). "auto" = 40% of the L2.
+int64_t l2_prefetch_budget() {
+    const char* e = std::getenv("LMSCOPE_CUDA_L2_PREFETCH_MB");
+    if (!e) return 0;
+    if (std::string(e) != "auto") return static_cast<int64_t>(std::atof(e) * 1048576.0);
+    int dev = 0, l2 = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
+    return static_cast<int64_t>(l2) * 2 / 5;
 }
 
 struct Layer {
@@ -69,13 +84,17 @@ struct CudaDecoder::Impl {
     std::vector<int32_t> h_pos;
 
     int64_t ws_rows = 0, ws_logit_rows = 0;
-    DeviceBuffer x, xb, qkv, q, att, gu, act, logits, attn_work, d_rowids;
+    DeviceBuffer x, xb, qkv, q, att, gu, act, logits, attn_work, attn_counters, d_rowids;
     cudaGraphExec_t graph = nullptr;
     bool warmed = false;
     int32_t* h_out = nullptr;  // pinned, B ids per step
     size_t h_out_n = 0;
     int64_t last_row0 = 0, last_rows = 0;  // rows of `logits` the last prefill / decode step produced
     DeviceBuffer sample_work, d_u, d_sampled;
+    // L2 prefetch chain of the decode GEMVs (see plan_l2)
+    std::vector<const DeviceLinear*> gemv_order;  // qkv, o, gate_up, down of each layer, then lm_head
+    int64_t l2_budget = 0;                        // bytes ahead of the running GEMV; 0: off
+    size_t gemv_next = 0, l2_next = 0;            // GEMV about to be enqueued; first linear not yet asked for
     DeviceTrace tr;       // set during a traced prefill
     DeviceBuffer tr_buf;  // trace-only outputs (never read by the forward)
 
@@ -111,10 +130,13 @@ struct CudaDecoder::Impl {
             gu.resize(f(2 * I));
             act.resize(f(I));
             d_rowids.resize(static_cast<size_t>(R) * sizeof(int32_t));
+            attn_counters.resize(static_cast<size_t>(R * cfg.num_heads) * sizeof(unsigned));
+            CUDA_CHECK(cudaMemset(attn_counters.get(), 0, attn_counters.size()));  // the kernels leave them at zero
             ws_rows = R;
             moved = true;
         }
-        const size_t aw = attention_decode_workspace(R, cfg.num_heads, cfg.head_dim, std::max<int64_t>(capacity, 1)) *
+        const size_t aw = attention_decode_workspace(R, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim,
+                                                     std::max<int64_t>(capacity, 1)) *
                           sizeof(float);
         if (aw > attn_work.size()) {
             CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -193,6 +215,32 @@ struct CudaDecoder::Impl {
         tr.show(name, tr_buf.get(), DType::F32, R, w.out, w.out, {R, w.out});
     }
 
+    // The GEMV about to be enqueued (the gemv_next-th of the step) asks L2 for the linears after it,
+    // up to l2_budget bytes ahead of it (a prefix of the next one when it is larger), skipping what
+    // an earlier GEMV asked for. DRAM then streams the weights of the next kernels while this one,
+    // the q/k norm + RoPE and the attention kernels run; the GEMVs themselves mostly hit in L2.
+    L2Prefetch plan_l2() {
+        const size_t i = gemv_next++;
+        L2Prefetch pf;
+        if (l2_budget <= 0) return pf;
+        int64_t ahead = 0;
+        for (size_t j = i + 1; j < gemv_order.size(); ++j) {
+            const int64_t b = linear_read_bytes(*gemv_order[j]);
+            if (j >= l2_next) {
+                const int64_t take = std::min(b, l2_budget - ahead);
+                if (take <= 0 || !l2_prefetch_add(pf, *gemv_order[j], take)) break;
+                l2_next = j + 1;
+            }
+            ahead += b;
+            if (ahead >= l2_budget) break;
+        }
+        return pf;
+    }
+    GemvIn gemv_in(GemvIn in) {
+        in.l2 = plan_l2();
+        return in;
+    }
+
     // ids of the R rows are in `ids` (device); logits of rows first_out.. go to `logits`
     void forward_rows(const int32_t* ids, int64_t R, const RowPos& rows, int64_t max_len, int prefill_seq,
                       int64_t pos0, int64_t first_out) {
@@ -204,6 +252,7 @@ struct CudaDecoder::Impl {
         cudaStream_t st = stream;
         void* deq = dequant.get();
         float* xp = x.get<float>();
+        gemv_next = l2_next = 0;
         embedding_cuda(ids, R, embed, H, xp, st);
         if (traced) tr.show("model.embed_tokens", xp, DType::F32, R, H, H, {R, H});
         for (size_t l = 0; l < layers.size(); ++l) {
@@ -214,8 +263,8 @@ struct CudaDecoder::Impl {
                 rms_norm_cuda(xp, R, H, L.in_norm, eps, xb.get(), act16, st);
                 linear_gemm_cuda(blas, xb.get(), R, L.qkv, qkv.get(), DType::F32, false, st, deq);
             } else {
-                linear_gemv_cuda(xp, R, L.qkv, {GemvInput::RmsNorm, L.in_norm, eps, 0, 0}, qkv.get<float>(), QKV,
-                                 false, st);
+                linear_gemv_cuda(xp, R, L.qkv, gemv_in({GemvInput::RmsNorm, L.in_norm, eps, 0, 0, {}}), qkv.get<float>(),
+                                 QKV, false, st);
             }
             if (traced) {
                 trace_proj(l, "self_attn.q_proj", "self_attn.q_norm", R, 0, QD, Hq, L.qkv_bias, L.q_norm);
@@ -234,7 +283,7 @@ struct CudaDecoder::Impl {
                                        st);
             else
                 attention_decode_cuda(q.get<float>(), R, Hq, Hkv, D, scale, kvl, rows, max_len, attn_work.get<float>(),
-                                      att.get(), att_dt, st);
+                                      attn_counters.get<unsigned>(), att.get(), att_dt, st);
             if (traced) {
                 tr.show(lname(l, "self_attn.attn_output"), att.get(), att_dt, R, QD, QD, {R, Hq, D});
                 trace_linear(lname(l, "self_attn.o_proj"), gemm, att.get(), R, L.o, {});
@@ -255,12 +304,12 @@ struct CudaDecoder::Impl {
                 }
                 linear_gemm_cuda(blas, act.get(), R, L.down, xp, DType::F32, true, st, deq);
             } else {
-                linear_gemv_cuda(att.get<float>(), R, L.o, {}, xp, H, true, st);
+                linear_gemv_cuda(att.get<float>(), R, L.o, gemv_in({}), xp, H, true, st);
                 if (traced) tr.show(lname(l, "attn_residual"), xp, DType::F32, R, H, H, {R, H});
                 if (traced) trace_norm(lname(l, "post_attention_layernorm"), xp, R, L.post_norm);
-                linear_gemv_cuda(xp, R, L.gate_up, {GemvInput::RmsNorm, L.post_norm, eps, 0, 0}, gu.get<float>(),
-                                 2 * I, false, st);
-                const GemvIn swiglu{GemvInput::SiluMul, nullptr, eps, 2 * I, I};
+                linear_gemv_cuda(xp, R, L.gate_up, gemv_in({GemvInput::RmsNorm, L.post_norm, eps, 0, 0, {}}),
+                                 gu.get<float>(), 2 * I, false, st);
+                const GemvIn swiglu{GemvInput::SiluMul, nullptr, eps, 2 * I, I, {}};
                 if (traced) {
                     tr.show(lname(l, "mlp.gate_proj"), gu.get(), DType::F32, R, I, 2 * I, {R, I});
                     tr.show(lname(l, "mlp.up_proj"), gu.get<float>() + I, DType::F32, R, I, 2 * I, {R, I});
@@ -270,7 +319,7 @@ struct CudaDecoder::Impl {
                     }
                     trace_linear(lname(l, "mlp.down_proj"), false, gu.get(), R, L.down, swiglu);
                 }
-                linear_gemv_cuda(gu.get<float>(), R, L.down, swiglu, xp, H, true, st);
+                linear_gemv_cuda(gu.get<float>(), R, L.down, gemv_in(swiglu), xp, H, true, st);
             }
             if (traced) tr.show("model.layers." + std::to_string(l), xp, DType::F32, R, H, H, {R, H});
         }
@@ -284,8 +333,9 @@ struct CudaDecoder::Impl {
             rms_norm_cuda(xo, n_out, H, final_norm, eps, xb.get(), act16, st);
             linear_gemm_cuda(blas, xb.get(), n_out, lm_head, logits.get(), DType::F32, false, st, deq);
         } else {
-            linear_gemv_cuda(xo, n_out, lm_head, {GemvInput::RmsNorm, final_norm, eps, 0, 0}, logits.get<float>(),
-                             cfg.vocab_size, false, st);
+            gemv_next = gemv_order.size() - 1;  // (after a prefill's GEMMs: nothing after the head)
+            linear_gemv_cuda(xo, n_out, lm_head, gemv_in({GemvInput::RmsNorm, final_norm, eps, 0, 0, {}}),
+                             logits.get<float>(), cfg.vocab_size, false, st);
         }
         if (traced) tr.show("logits", logits.get(), DType::F32, n_out, cfg.vocab_size, cfg.vocab_size, {n_out, cfg.vocab_size});
     }
@@ -385,6 +435,10 @@ CudaDecoder::CudaDecoder(const DecoderModel& host, CudaOptions opt) : impl_(std:
         m.lm_head = m.upload_linears({&w.lm_head});
     }
     if (m.gemm_ok && m.dequant_bytes) m.dequant.resize(m.dequant_bytes);
+    for (const Layer& L : m.layers)
+        for (const DeviceLinear* l : {&L.qkv, &L.o, &L.gate_up, &L.down}) m.gemv_order.push_back(l);
+    m.gemv_order.push_back(&m.lm_head);
+    m.l2_budget = l2_prefetch_budget();
     const std::vector<float> inv = rope_inv_freq(cfg.rope, cfg.head_dim);
     m.inv_freq.resize(inv.size() * sizeof(float));
     m.inv_freq.upload(inv.data(), inv.size() * sizeof(float));

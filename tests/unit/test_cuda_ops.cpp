@@ -208,7 +208,9 @@ void add_quant_fused_cases(std::vector<Case>& cs, const std::string& tag, std::f
                                   DeviceArena arena;
                                   const DeviceLinear dl = upload_linear_cuda({&w}, arena);
                                   Dev dx(x), dn(nw), dy(r);
-                                  GemvIn gi{mode ? GemvInput::SiluMul : GemvInput::RmsNorm, mode ? nullptr : dn.get(), 1e-6f, xs, in};
+                                  GemvIn gi{mode ? GemvInput::SiluMul : GemvInput::RmsNorm, mode ? nullptr : dn.get(), 1e-6f, xs, in, {}};
+                                  // the L2 prefetch path on every range of this format (memcheck sees its addresses)
+                                  EXPECT_TRUE(l2_prefetch_add(gi.l2, dl, linear_read_bytes(dl)));
                                   linear_gemv_cuda(dx.get(), T, dl, gi, dy.get(), out, true);
                                   return max_rel_diff(dy.f32(T * out), ref);
                               }});
@@ -344,7 +346,7 @@ std::vector<Case> make_cases() {
                                   for (size_t i = 0; i < ref.size(); ++i) ref[i] += r[i];
                                   Dev dx(x), dn(nw), dw(w.weight), dy(r);
                                   DeviceLinear dl{LinearFormat::Dense, DType::BF16, dw.p, nullptr, nullptr, nullptr, in, out};
-                                  GemvIn gi{mode ? GemvInput::SiluMul : GemvInput::RmsNorm, mode ? nullptr : dn.get(), 1e-6f, xs, in};
+                                  GemvIn gi{mode ? GemvInput::SiluMul : GemvInput::RmsNorm, mode ? nullptr : dn.get(), 1e-6f, xs, in, {}};
                                   linear_gemv_cuda(dx.get(), T, dl, gi, dy.get(), out, true);
                                   return max_rel_diff(dy.f32(T * out), ref);
                               }});
@@ -421,12 +423,16 @@ std::vector<Case> make_cases() {
                               }
                               Dev dq(q), dk(tensor_of(k, {B * cap * Hkv * D}, DType::BF16)),
                                   dv(tensor_of(v, {B * cap * Hkv * D}, DType::BF16)), dp(pos), dy(q.size() * 2),
-                                  dw(attention_decode_workspace(B, Hq, D, cap) * 4);
+                                  dw(attention_decode_workspace(B, Hq, Hkv, D, cap) * 4), dc(std::vector<uint32_t>(B * Hq, 0));
                               RowPos rows;
                               rows.pos = dp.get<int32_t>();
                               rows.seq_is_row = true;
-                              attention_decode_cuda(dq.get(), B, Hq, Hkv, D, scale, {dk.p, dv.p, DType::BF16, cap}, rows, cap,
-                                                    dw.get(), dy.p, DType::BF16);
+                              // twice, the output poisoned between: the split counters must be back at zero
+                              for (int rep = 0; rep < 2; ++rep) {
+                                  EXPECT_EQ(cudaMemset(dy.p, 0xFF, dy.n), cudaSuccess);
+                                  attention_decode_cuda(dq.get(), B, Hq, Hkv, D, scale, {dk.p, dv.p, DType::BF16, cap}, rows,
+                                                        cap, dw.get(), dc.get<unsigned>(), dy.p, DType::BF16);
+                              }
                               return max_rel_diff(dy.f32(B * Hq * D, DType::BF16), ref);
                           }});
     // q/k norm + RoPE + cache write vs rms_norm_ref + rope_ref

@@ -100,59 +100,71 @@ __global__ void argmax_final_kernel(unsigned long long* best, int64_t R, int32_t
     best[r] = 0;  // ready for the next call (graph replays)
 }
 
-// One warp per (row, head) of q, k and v: [bias], [RMSNorm over D], RoPE (q, k); q -> q buffer,
-// k, v -> cache. The head's D values pass through shared memory so rotate-half pairs any lanes.
+// Block (row, group of kRopeWarps heads): the row's D/2 RoPE angles first (cos/sin in double, as
+// rope_cos_sin; one per thread, not one per element), then a warp per head of q, k and v: [bias],
+// [RMSNorm over D], RoPE (q, k); q -> q buffer, k, v -> cache. The head's D values pass through
+// shared memory so rotate-half pairs any lanes.
+constexpr int kRopeWarps = 4;
+
 template <typename KT>
-__global__ void qkv_rope_cache_kernel(const float* qkv, const float* bias, int64_t Hq, int64_t Hkv, int64_t D,
-                                      const float* q_norm, const float* k_norm, float eps, const float* inv_freq,
-                                      RowPos rows, float* q, KT* kc, KT* vc, int64_t capacity, int64_t R) {
-    extern __shared__ float sh[];  // (warps, D)
+__global__ void __launch_bounds__(kRopeWarps * 32)
+    qkv_rope_cache_kernel(const float* qkv, const float* bias, int64_t Hq, int64_t Hkv, int64_t D, const float* q_norm,
+                          const float* k_norm, float eps, const float* inv_freq, RowPos rows, float* q, KT* kc, KT* vc,
+                          int64_t capacity) {
+    extern __shared__ float sh[];  // cos (D/2), sin (D/2), then (warps, D)
+    asm volatile("griddepcontrol.launch_dependents;");
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int64_t H = Hq + 2 * Hkv;
-    const int64_t item = blockIdx.x * int64_t(blockDim.x >> 5) + warp;  // (row, head)
-    const int64_t r = item / H, h = item % H;
-    if (r >= R) return;
-    float* buf = sh + warp * D;
-    const float* src = qkv + r * H * D + h * D;
-    float ss = 0;
-    for (int64_t i = lane; i < D; i += 32) {
-        float v = src[i] + (bias ? bias[h * D + i] : 0.0f);
-        buf[i] = v;
-        ss += v * v;
-    }
-    ss = warp_sum(ss);
+    const int64_t H = Hq + 2 * Hkv, half = D / 2;
+    const int64_t r = blockIdx.x, h = static_cast<int64_t>(blockIdx.y) * kRopeWarps + warp;
     const int64_t pos = row_pos(rows, r);
     const int64_t seq = row_seq(rows, r);
-    const int64_t kvd = Hkv * D;
-    if (h >= Hq + Hkv) {  // v: straight to the cache
-        KT* dst = vc + (seq * capacity + pos) * kvd + (h - Hq - Hkv) * D;
-        for (int64_t i = lane; i < D; i += 32) dst[i] = from_f32<KT>(buf[i]);
-        return;
-    }
-    const float* nw = h < Hq ? q_norm : k_norm;
-    if (nw) {
-        const float inv = rsqrtf(ss / static_cast<float>(D) + eps);
-        for (int64_t i = lane; i < D; i += 32) buf[i] = buf[i] * inv * nw[i];
-    }
-    __syncwarp();
-    const int64_t half = D / 2;
+    float* cs = sh;
+    float* sn = sh + half;
     const float fpos = static_cast<float>(pos);
-    float outv[8];  // D <= 256
-    int n = 0;
-    for (int64_t i = lane; i < D; i += 32, ++n) {
-        const int64_t j = i < half ? i : i - half;
+    for (int64_t j = threadIdx.x; j < half; j += blockDim.x) {
         const float angle = __fmul_rn(fpos, inv_freq[j]);  // f32 product, as torch
-        const float c = static_cast<float>(cos(static_cast<double>(angle)));
-        const float s = static_cast<float>(sin(static_cast<double>(angle)));
-        outv[n] = i < half ? buf[i] * c - buf[i + half] * s : buf[i] * c + buf[i - half] * s;
+        double sd, cd;
+        sincos(static_cast<double>(angle), &sd, &cd);
+        cs[j] = static_cast<float>(cd);
+        sn[j] = static_cast<float>(sd);
     }
-    n = 0;
-    if (h < Hq) {
-        float* dst = q + (r * Hq + h) * D;
-        for (int64_t i = lane; i < D; i += 32, ++n) dst[i] = outv[n];
-    } else {
-        KT* dst = kc + (seq * capacity + pos) * kvd + (h - Hq) * D;
-        for (int64_t i = lane; i < D; i += 32, ++n) dst[i] = from_f32<KT>(outv[n]);
+    __syncthreads();
+    float* buf = sh + D + warp * D;
+    const int64_t kvd = Hkv * D;
+    if (h < H) {
+        const float* src = qkv + r * H * D + h * D;
+        float ss = 0;
+        for (int64_t i = lane; i < D; i += 32) {
+            const float v = src[i] + (bias ? bias[h * D + i] : 0.0f);
+            buf[i] = v;
+            ss += v * v;
+        }
+        ss = warp_sum(ss);
+        if (h >= Hq + Hkv) {  // v: straight to the cache
+            KT* dst = vc + (seq * capacity + pos) * kvd + (h - Hq - Hkv) * D;
+            for (int64_t i = lane; i < D; i += 32) dst[i] = from_f32<KT>(buf[i]);
+            return;
+        }
+        const float* nw = h < Hq ? q_norm : k_norm;
+        if (nw) {
+            const float inv = rsqrtf(ss / static_cast<float>(D) + eps);
+            for (int64_t i = lane; i < D; i += 32) buf[i] = buf[i] * inv * nw[i];
+        }
+        __syncwarp();
+        float outv[8];  // D <= 256
+        int n = 0;
+        for (int64_t i = lane; i < D; i += 32, ++n) {
+            const int64_t j = i < half ? i : i - half;
+            outv[n] = i < half ? buf[i] * cs[j] - buf[i + half] * sn[j] : buf[i] * cs[j] + buf[i - half] * sn[j];
+        }
+        n = 0;
+        if (h < Hq) {
+            float* dst = q + (r * Hq + h) * D;
+            for (int64_t i = lane; i < D; i += 32, ++n) dst[i] = outv[n];
+        } else {
+            KT* dst = kc + (seq * capacity + pos) * kvd + (h - Hq) * D;
+            for (int64_t i = lane; i < D; i += 32, ++n) dst[i] = from_f32<KT>(outv[n]);
+        }
     }
 }
 
@@ -240,15 +252,13 @@ void qkv_rope_cache_cuda(const float* qkv, const float* bias, int64_t T, int64_t
                          float* q, KvView kv, cudaStream_t stream) {
     if (T <= 0) return;
     if (D % 2 || D > 256) cuda_fail("head_dim must be even and <= 256", "qkv_rope_cache_cuda", __FILE__, __LINE__);
-    const int warps = 8;
-    const int64_t items = T * (Hq + 2 * Hkv);
-    const unsigned grid = ceil_div(items, warps);
-    const size_t smem = sizeof(float) * warps * static_cast<size_t>(D);
+    const size_t smem = sizeof(float) * static_cast<size_t>(D) * (1 + kRopeWarps);
     dispatch_float(kv.dtype, [&](auto* tp) {
         using KT = std::remove_pointer_t<decltype(tp)>;
-        qkv_rope_cache_kernel<KT><<<grid, warps * 32, smem, stream>>>(qkv, bias, Hq, Hkv, D, q_norm, k_norm, eps,
-                                                                      inv_freq, rows, q, static_cast<KT*>(kv.k),
-                                                                      static_cast<KT*>(kv.v), kv.capacity, T);
+        const dim3 grid(static_cast<unsigned>(T), ceil_div(Hq + 2 * Hkv, kRopeWarps));
+        qkv_rope_cache_kernel<KT><<<grid, kRopeWarps * 32, smem, stream>>>(
+            qkv, bias, Hq, Hkv, D, q_norm, k_norm, eps, inv_freq, rows, q, static_cast<KT*>(kv.k), static_cast<KT*>(kv.v),
+            kv.capacity);
     });
     CUDA_CHECK_LAUNCH();
 }

@@ -47,7 +47,22 @@ struct Args {
     float* y = nullptr;
     int64_t y_stride = 0;
     bool acc = false;
+    L2Prefetch l2;
 };
+
+// this block's share of each range of pf into L2 (fire and forget: the TMA unit fetches it)
+__device__ __forceinline__ void prefetch_l2(const L2Prefetch& pf) {
+    for (int i = 0; i < pf.n; ++i) {
+        const int64_t chunk = ((pf.bytes[i] + gridDim.x - 1) / gridDim.x + 15) & ~int64_t{15};
+        const int64_t off = static_cast<int64_t>(blockIdx.x) * chunk;
+        if (off >= pf.bytes[i]) continue;
+        const int64_t n = min(chunk, pf.bytes[i] - off) & ~int64_t{15};
+        if (n > 0)
+            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(static_cast<const char*>(pf.p[i]) + off),
+                         "r"(static_cast<uint32_t>(n))
+                         : "memory");
+    }
+}
 
 /** The staged rows f(x) (NT, in) in shared memory, read through the swizzle. */
 struct Xs {
@@ -64,34 +79,95 @@ struct Xs {
     }
 };
 
+// f(x) element i of row xr (scalar path: in % 4 != 0)
+template <GemvInput MODE>
+__device__ __forceinline__ float f_in(const float* xr, int i, const Args& a, float inv) {
+    if (MODE == GemvInput::Plain) return xr[i];
+    if (MODE == GemvInput::RmsNorm) return a.nw ? xr[i] * inv * a.nw[i] : xr[i] * inv;
+    const float g = xr[i];
+    return g / (1.0f + expf(-g)) * xr[a.up_off + i];
+}
+
 template <int NT, GemvInput MODE>
-__device__ __forceinline__ void stage_x(float* xs, const Args& a, const Xs& X) {
+__device__ __forceinline__ void stage_x_scalar(float* xs, const Args& a, const Xs& X) {
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
         const float* xr = a.x + static_cast<int64_t>(t) * a.x_stride;
         float inv = 1.0f;
-        if (MODE == GemvInput::RmsNorm && t < a.T) {
+        if (MODE == GemvInput::RmsNorm) {
             float ss = 0;
-            for (int i = threadIdx.x; i < a.in; i += blockDim.x) ss += xr[i] * xr[i];
-            ss = block_sum(ss);
-            inv = rsqrtf(ss / static_cast<float>(a.in) + a.eps);
+            if (t < a.T)
+                for (int i = threadIdx.x; i < a.in; i += blockDim.x) ss += xr[i] * xr[i];
+            inv = rsqrtf(block_sum(ss) / static_cast<float>(a.in) + a.eps);
         }
-        for (int i = threadIdx.x; i < a.in; i += blockDim.x) {
-            float v = 0.0f;
-            if (t < a.T) {
-                if (MODE == GemvInput::Plain) {
-                    v = xr[i];
-                } else if (MODE == GemvInput::RmsNorm) {
-                    v = xr[i] * inv;
-                    if (a.nw) v *= a.nw[i];
-                } else {
-                    const float g = xr[i];
-                    v = g / (1.0f + expf(-g)) * xr[a.up_off + i];
-                }
-            }
-            xs[t * a.in + X.pos(i)] = v;
-        }
+        for (int i = threadIdx.x; i < a.in; i += blockDim.x) xs[t * a.in + X.pos(i)] = t < a.T ? f_in<MODE>(xr, i, a, inv) : 0.0f;
     }
+}
+
+// in, x_stride and up_off multiples of 4: float4 loads, the first kCached float4 of each thread kept in
+// registers between the sum of squares and the store (one pass over x for in <= kCached * 4 * threads)
+template <int NT, GemvInput MODE>
+__device__ __forceinline__ void stage_x_vec(float* xs, const Args& a, const Xs& X) {
+    constexpr int kCached = 4;
+    const int n4 = a.in / 4;
+    float4* xs4 = reinterpret_cast<float4*>(xs);
+    const auto load = [&](const float* xr, int i4) {
+        const float4 g = reinterpret_cast<const float4*>(xr)[i4];
+        if (MODE != GemvInput::SiluMul) return g;
+        const float4 u = reinterpret_cast<const float4*>(xr + a.up_off)[i4];
+        return make_float4(g.x / (1.0f + expf(-g.x)) * u.x, g.y / (1.0f + expf(-g.y)) * u.y,
+                           g.z / (1.0f + expf(-g.z)) * u.z, g.w / (1.0f + expf(-g.w)) * u.w);
+    };
+    const auto put = [&](int t, int i4, float4 v, float inv) {
+        if (MODE == GemvInput::RmsNorm) {
+            const float4 w = a.nw ? reinterpret_cast<const float4*>(a.nw)[i4] : make_float4(1, 1, 1, 1);
+            v = make_float4(v.x * inv * w.x, v.y * inv * w.y, v.z * inv * w.z, v.w * inv * w.w);
+        }
+        xs4[t * n4 + X.unit(i4)] = v;
+    };
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+        const float* xr = a.x + static_cast<int64_t>(t) * a.x_stride;
+        const bool live = t < a.T;
+        float4 c[kCached];
+        float ss = 0.0f;
+#pragma unroll
+        for (int k = 0; k < kCached; ++k) {
+            const int i4 = threadIdx.x + k * blockDim.x;
+            c[k] = live && i4 < n4 ? load(xr, i4) : make_float4(0, 0, 0, 0);
+            ss += c[k].x * c[k].x + c[k].y * c[k].y + c[k].z * c[k].z + c[k].w * c[k].w;
+        }
+        if (MODE == GemvInput::RmsNorm && live)
+            for (int i4 = threadIdx.x + kCached * blockDim.x; i4 < n4; i4 += blockDim.x) {
+                const float4 v = load(xr, i4);
+                ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+            }
+        float inv = 1.0f;
+        if (MODE == GemvInput::RmsNorm) inv = rsqrtf(block_sum(ss) / static_cast<float>(a.in) + a.eps);
+#pragma unroll
+        for (int k = 0; k < kCached; ++k) {
+            const int i4 = threadIdx.x + k * blockDim.x;
+            if (i4 < n4) put(t, i4, c[k], inv);
+        }
+        for (int i4 = threadIdx.x + kCached * blockDim.x; i4 < n4; i4 += blockDim.x)
+            put(t, i4, live ? load(xr, i4) : make_float4(0, 0, 0, 0), inv);
+    }
+}
+
+template <int NT, GemvInput MODE>
+__device__ __forceinline__ void stage_x(float* xs, const Args& a, const Xs& X) {
+    const bool vec = a.in % 4 == 0 && a.x_stride % 4 == 0 && a.up_off % 4 == 0 &&
+                     (MODE != GemvInput::RmsNorm || !a.nw || reinterpret_cast<uintptr_t>(a.nw) % 16 == 0) &&
+                     reinterpret_cast<uintptr_t>(a.x) % 16 == 0;
+    if (vec) stage_x_vec<NT, MODE>(xs, a, X);
+    else stage_x_scalar<NT, MODE>(xs, a, X);
+}
+
+// 16-byte loads a format preloads per lane (F::kPre, when it has a preload)
+template <class F>
+constexpr int pre_count() {
+    if constexpr (requires { F::kPre; }) return F::kPre;
+    else return 1;
 }
 
 template <class F, int NT, GemvInput MODE>
@@ -99,8 +175,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(typename F::Params w,
     extern __shared__ float4 xs4[];
     float* xs = reinterpret_cast<float*>(xs4);  // (NT, in) transformed inputs
     constexpr int RPW = F::kRows;
-    // Programmatic dependent launch (LMSCOPE_CUDA_PDL=1, off by default: slower in bench/cuda_notes.md
-    // v2): this grid may start while the previous kernel still runs. The weights do not depend on it:
+    // Programmatic dependent launch (LMSCOPE_CUDA_PDL=1, off by default: bench/cuda_notes.md v2, v8):
+    // this grid may start while the previous kernel still runs. The weights do not depend on it:
     // pull this warp's first rows into L2 now, then wait for the inputs.
     if (pdl) {
         const int lane0 = threadIdx.x & 31, warp0 = threadIdx.x >> 5;
@@ -114,20 +190,35 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(typename F::Params w,
             }
         }
         asm volatile("griddepcontrol.wait;" ::: "memory");
-        asm volatile("griddepcontrol.launch_dependents;");
     }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int stride = gridDim.x * kWarps * RPW;
+    const int first = (blockIdx.x * kWarps + warp) * RPW;
+    // formats with a preload (dense): this warp's first weight loads are in flight while x is staged
+    constexpr bool kPreload = requires { F::kPre; };
+    uint4 pre[pre_count<F>()];
+    if constexpr (kPreload)
+        if (first < a.out) F::preload(w, first, a.in, lane, pre);
     const Xs X{xs, a.in, a.in % 32 == 0};
     stage_x<NT, MODE>(xs, a, X);
     __syncthreads();
 
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    for (int row0 = (blockIdx.x * kWarps + warp) * RPW; row0 < a.out; row0 += gridDim.x * kWarps * RPW) {
+    for (int row0 = first; row0 < a.out; row0 += stride) {
+        // the next kernels' weights, once this block's last rows are under way (earlier, a long
+        // GEMV would evict them again before they are used)
+        if (row0 + stride >= a.out) {
+            if (threadIdx.x == 0) prefetch_l2(a.l2);
+            // PDL: the next kernel's blocks may start now that every block here is on its last rows
+            // (earlier, they would take the SM slots this grid's later blocks need)
+            if (pdl) asm volatile("griddepcontrol.launch_dependents;");
+        }
         float accu[RPW][NT];
 #pragma unroll
         for (int r = 0; r < RPW; ++r)
 #pragma unroll
             for (int t = 0; t < NT; ++t) accu[r][t] = 0.0f;
-        F::template rows_dot<NT>(w, row0, a.out, a.in, X, lane, accu);
+        if constexpr (kPreload) F::template rows_dot<NT>(w, row0, a.out, a.in, X, lane, accu, row0 == first ? pre : nullptr);
+        else F::template rows_dot<NT>(w, row0, a.out, a.in, X, lane, accu);
 #pragma unroll
         for (int r = 0; r < RPW; ++r)
 #pragma unroll
@@ -149,15 +240,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(typename F::Params w,
     }
 }
 
-inline int sm_count() {
-    static int n = [] {
-        int dev = 0, v = 0;
-        CUDA_CHECK(cudaGetDevice(&dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-        return v;
-    }();
-    return n;
-}
+using cuda::sm_count;
 
 // dynamic shared memory a GEMV block may take: the opt-in limit less room for static shared memory
 inline size_t max_smem_optin() {
@@ -256,6 +339,7 @@ void run(const typename F::Params& p, const float* x, int64_t T, const DeviceLin
     a.y = y;
     a.y_stride = y_stride;
     a.acc = accumulate;
+    a.l2 = in.l2;
     switch (in.mode) {
         case GemvInput::Plain: rows<F, GemvInput::Plain>(p, a, stream); break;
         case GemvInput::RmsNorm: rows<F, GemvInput::RmsNorm>(p, a, stream); break;

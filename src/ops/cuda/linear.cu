@@ -69,9 +69,22 @@ struct DenseFmt {
     }
     __device__ static int64_t row_bytes(int in) { return static_cast<int64_t>(in) * sizeof(WT); }
 
+    // the first kUnroll 16-byte loads of a row, issued before the block stages x (gemv.cuh): the
+    // weights' DRAM latency then overlaps the staging
+    static constexpr int kPre = kUnroll;
+    __device__ static void preload(const Params& p, int row0, int in, int lane, uint4 (&pre)[kPre]) {
+        constexpr int VN = Vec16<WT>::N;
+        if (in % VN) return;
+        const uint4* w4 = reinterpret_cast<const uint4*>(p.w + static_cast<int64_t>(row0) * in);
+        const int nv = in / VN;
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u)
+            if (lane + u * 32 < nv) pre[u] = gemv::load_stream(w4 + lane + u * 32);
+    }
+
     template <int NT>
     __device__ static void rows_dot(const Params& p, int row0, int /*out*/, int in, const gemv::Xs& X, int lane,
-                                    float (&accu)[1][NT]) {
+                                    float (&accu)[1][NT], const uint4* pre = nullptr) {
         const WT* wr = p.w + static_cast<int64_t>(row0) * in;
         constexpr int VN = Vec16<WT>::N;
         if (in % VN == 0) {
@@ -81,7 +94,7 @@ struct DenseFmt {
                 uint4 raw[kUnroll];
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u)
-                    if (k0 + u * 32 < nv) raw[u] = gemv::load_stream(w4 + k0 + u * 32);
+                    if (k0 + u * 32 < nv) raw[u] = pre && k0 == lane ? pre[u] : gemv::load_stream(w4 + k0 + u * 32);
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u) {
                     const int k = k0 + u * 32;
@@ -133,6 +146,32 @@ void linear_gemv_cuda(const float* x, int64_t T, const DeviceLinear& w, const Ge
         using WT = std::remove_pointer_t<decltype(tp)>;
         gemv::run<DenseFmt<WT>>({static_cast<const WT*>(w.weight)}, x, T, w, in, y, y_stride, accumulate, stream);
     });
+}
+
+int64_t linear_read_bytes(const DeviceLinear& w) {
+    switch (w.format) {
+        case LinearFormat::Dense: return w.out * w.in * static_cast<int64_t>(dtype_size(w.dtype));
+        case LinearFormat::Fp8Block:  // scale rows: at least ceil(out / 128) (more when parts were concatenated)
+            return w.out * w.in + (w.out + 127) / 128 * ((w.in + w.block - 1) / w.block) * 4;
+        case LinearFormat::AwqInt4: return w.out * w.in / 2 + w.out * (w.in / w.block) * 4;
+    }
+    return 0;
+}
+
+bool l2_prefetch_add(L2Prefetch& pf, const DeviceLinear& w, int64_t max_bytes) {
+    const int64_t total = linear_read_bytes(w);
+    const int64_t wb = w.format == LinearFormat::Dense ? total
+                       : w.format == LinearFormat::Fp8Block ? w.out * w.in
+                                                            : w.out * w.in / 2;
+    const bool scales = w.format != LinearFormat::Dense && max_bytes > wb;
+    if (pf.n + (scales ? 2 : 1) > L2Prefetch::kMax) return false;
+    pf.p[pf.n] = w.weight;
+    pf.bytes[pf.n++] = std::min(wb, max_bytes);
+    if (scales) {
+        pf.p[pf.n] = w.scale;
+        pf.bytes[pf.n++] = std::min(total - wb, max_bytes - wb);
+    }
+    return true;
 }
 
 void linear_cuda(const float* x, int64_t T, const DeviceLinear& w, float* y, cudaStream_t stream) {

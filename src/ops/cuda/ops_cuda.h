@@ -10,7 +10,7 @@
 //   linear_gemm_cuda   cuBLAS GEMM on 16-bit activations for prefill / large batches
 //   qkv_rope_cache_cuda q/k RMSNorm + RoPE (angles from positions on the device) + K/V cache write
 //   attention_decode_cuda  split-K attention over the KV cache (one query row per sequence or token)
-//   attention_prefill_cuda flash-attention tiles on bf16 tensor cores (wmma), never (T, T) in memory
+//   attention_prefill_cuda flash-attention (FA2 on mma.sync), never (T, T) in memory
 // Dimension letters: T tokens/rows, S keys, Hq/Hkv heads, D head_dim, I intermediate, V vocab.
 #pragma once
 
@@ -152,18 +152,20 @@ void attention_cuda(const float* q, const float* k, const float* v, const Attent
                     cudaStream_t stream = nullptr);
 
 /** Split count and workspace floats attention_decode_cuda needs for R rows and keys up to `max_len`. */
-int attention_decode_splits(int64_t R, int64_t Hq, int64_t max_len);
-size_t attention_decode_workspace(int64_t R, int64_t Hq, int64_t D, int64_t max_len);
+int attention_decode_splits(int64_t R, int64_t Hkv, int64_t max_len);
+size_t attention_decode_workspace(int64_t R, int64_t Hq, int64_t Hkv, int64_t D, int64_t max_len);
 
 /**
  * q (R, Hq, D) f32: row r attends keys 0..pos(r) of sequence seq(r) in the cache; out (R, Hq, D) in
- * out_dtype. Keys are split into chunks (attention_decode_splits(max_len)), the partial softmax
- * states combined in a second kernel; `work` has attention_decode_workspace(...) floats. Positions
- * may live on the device (graph replays read them there). D even, <= 256.
+ * out_dtype. Keys are split into chunks (attention_decode_splits(max_len)); `work` has
+ * attention_decode_workspace(...) floats for the partial softmax states, which the last split of
+ * each (row, head) to finish combines. `counters` (R * Hkv, zero when first used) count the finished
+ * splits; every call leaves them at zero. Positions may live on the device (graph replays read them
+ * there). D a multiple of 8, <= 256; (Hq / Hkv) * D <= 1024.
  */
 void attention_decode_cuda(const float* q, int64_t R, int64_t Hq, int64_t Hkv, int64_t D, float scale,
-                           KvView kv, RowPos rows, int64_t max_len, float* work, void* out, DType out_dtype,
-                           cudaStream_t stream = nullptr);
+                           KvView kv, RowPos rows, int64_t max_len, float* work, unsigned* counters, void* out,
+                           DType out_dtype, cudaStream_t stream = nullptr);
 
 /** True when attention_prefill_cuda handles this head_dim (64 or 128). */
 bool attention_prefill_supported(int64_t D);
@@ -174,6 +176,22 @@ bool attention_prefill_supported(int64_t D);
  */
 void attention_prefill_cuda(const float* q, int64_t T, int64_t pos0, int64_t Hq, int64_t Hkv, int64_t D, float scale,
                             KvView kv, int seq, void* out, DType out_dtype, cudaStream_t stream = nullptr);
+
+/**
+ * Device memory a kernel asks L2 to fetch while it runs (the next kernels' weights, so that DRAM keeps
+ * streaming across the short kernels of a decode step): up to kMax ranges, 16-byte aligned, split
+ * over the kernel's blocks (cp.async.bulk.prefetch.L2).
+ */
+struct L2Prefetch {
+    static constexpr int kMax = 4;
+    const void* p[kMax] = {};
+    int64_t bytes[kMax] = {};
+    int n = 0;
+};
+/** Bytes a GEMV of w reads from memory (weight or codes, then scales). */
+int64_t linear_read_bytes(const DeviceLinear& w);
+/** Adds the first `max_bytes` of w's memory (weight, then scales) to pf; false when pf has no room. */
+bool l2_prefetch_add(L2Prefetch& pf, const DeviceLinear& w, int64_t max_bytes);
 
 /** How linear_gemv_cuda reads its input rows x (T, x_stride). */
 enum class GemvInput {
@@ -187,6 +205,7 @@ struct GemvIn {
     float eps = 1e-6f;
     int64_t x_stride = 0;   // 0: in
     int64_t up_offset = 0;  // SiluMul
+    L2Prefetch l2;          // issued when each block starts its last pass over the rows
 };
 
 /**
