@@ -198,7 +198,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(typename F::Params w,
     constexpr bool kPreload = requires { F::kPre; };
     uint4 pre[pre_count<F>()];
     if constexpr (kPreload)
-        if (first < a.out) F::preload(w, first, a.in, lane, pre);
+        if (first < a.out) F::preload(w, first, a.out, a.in, lane, pre);
     const Xs X{xs, a.in, a.in % 32 == 0};
     stage_x<NT, MODE>(xs, a, X);
     __syncthreads();

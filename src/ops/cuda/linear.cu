@@ -72,7 +72,7 @@ struct DenseFmt {
     // the first kUnroll 16-byte loads of a row, issued before the block stages x (gemv.cuh): the
     // weights' DRAM latency then overlaps the staging
     static constexpr int kPre = kUnroll;
-    __device__ static void preload(const Params& p, int row0, int in, int lane, uint4 (&pre)[kPre]) {
+    __device__ static void preload(const Params& p, int row0, int /*out*/, int in, int lane, uint4 (&pre)[kPre]) {
         constexpr int VN = Vec16<WT>::N;
         if (in % VN) return;
         const uint4* w4 = reinterpret_cast<const uint4*>(p.w + static_cast<int64_t>(row0) * in);

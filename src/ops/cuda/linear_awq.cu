@@ -32,15 +32,30 @@ struct AwqFmt {
         const uint32_t* qw;  // (out, in/8)
         const uint32_t* sz;  // (out, ng)
         int ng, group;
+        int kshift;          // log2(group / 32) when that is a power of two (16-byte load k -> group k >> kshift), else -1
     };
     __device__ static const char* row_base(const Params& p, int row, int in) {
         return reinterpret_cast<const char*>(p.qw + static_cast<int64_t>(row) * (in / 8));
     }
     __device__ static int64_t row_bytes(int in) { return in / 2; }
 
+    // the first 16-byte loads of the warp's row pair, issued before the block stages x (gemv.cuh)
+    static constexpr int kPre = kUnroll * kRows;
+    __device__ static void preload(const Params& p, int row0, int out, int in, int lane, uint4 (&pre)[kPre]) {
+        if (in % 32 || p.group % 32) return;
+        const int nv = in / 32;
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+            for (int r = 0; r < kRows; ++r)
+                if (lane + u * 32 < nv)
+                    pre[u * kRows + r] = gemv::load_stream(
+                        reinterpret_cast<const uint4*>(p.qw + static_cast<int64_t>(min(row0 + r, out - 1)) * (in / 8)) + lane + u * 32);
+    }
+
     template <int NT>
     __device__ static void rows_dot(const Params& p, int row0, int out, int in, const gemv::Xs& X, int lane,
-                                    float (&accu)[kRows][NT]) {
+                                    float (&accu)[kRows][NT], const uint4* pre = nullptr) {
         const uint32_t* wr[kRows];
         const uint32_t* szr[kRows];
 #pragma unroll
@@ -59,8 +74,10 @@ struct AwqFmt {
 #pragma unroll
                     for (int r = 0; r < kRows; ++r)
                         if (k0 + u * 32 < nv) {
-                            raw[u][r] = gemv::load_stream(reinterpret_cast<const uint4*>(wr[r]) + k0 + u * 32);
-                            szw[u][r] = __ldg(szr[r] + (k0 + u * 32) * 32 / p.group);
+                            raw[u][r] = pre && k0 == lane ? pre[u * kRows + r]
+                                                          : gemv::load_stream(reinterpret_cast<const uint4*>(wr[r]) + k0 + u * 32);
+                            const int k = k0 + u * 32;
+                            szw[u][r] = __ldg(szr[r] + (p.kshift >= 0 ? k >> p.kshift : k * 32 / p.group));
                         }
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u) {
@@ -177,7 +194,8 @@ unsigned grid_for(int64_t n) {
 void gemv_awq_cuda(const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in, float* y, int64_t y_stride,
                    bool accumulate, cudaStream_t stream) {
     const AwqFmt::Params p{static_cast<const uint32_t*>(w.weight), static_cast<const uint32_t*>(w.scale),
-                           static_cast<int>(w.in / w.block), static_cast<int>(w.block)};
+                           static_cast<int>(w.in / w.block), static_cast<int>(w.block),
+                           quant::pow2_shift(static_cast<int>(w.block), 32)};
     gemv::run<AwqFmt>(p, x, T, w, in, y, y_stride, accumulate, stream);
 }
 

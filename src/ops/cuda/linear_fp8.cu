@@ -29,15 +29,30 @@ struct Fp8Fmt {
         const float* scale;    // (scale rows, nbi)
         const int32_t* srow;   // (out)
         int nbi, bi;
+        int kshift;            // log2(bi / 16) when that is a power of two (16-byte load k -> block k >> kshift), else -1
     };
     __device__ static const char* row_base(const Params& p, int row, int in) {
         return reinterpret_cast<const char*>(p.codes + static_cast<int64_t>(row) * in);
     }
     __device__ static int64_t row_bytes(int in) { return in; }
 
+    // the first 16-byte loads of the warp's row pair, issued before the block stages x (gemv.cuh)
+    static constexpr int kPre = kUnroll * kRows;
+    __device__ static void preload(const Params& p, int row0, int out, int in, int lane, uint4 (&pre)[kPre]) {
+        if (in % 16 || p.bi % 16) return;
+        const int nv = in / 16;
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+            for (int r = 0; r < kRows; ++r)
+                if (lane + u * 32 < nv)
+                    pre[u * kRows + r] = gemv::load_stream(
+                        reinterpret_cast<const uint4*>(p.codes + static_cast<int64_t>(min(row0 + r, out - 1)) * in) + lane + u * 32);
+    }
+
     template <int NT>
     __device__ static void rows_dot(const Params& p, int row0, int out, int in, const gemv::Xs& X, int lane,
-                                    float (&accu)[kRows][NT]) {
+                                    float (&accu)[kRows][NT], const uint4* pre = nullptr) {
         const uint8_t* wr[kRows];
         const float* sr[kRows];
 #pragma unroll
@@ -54,12 +69,14 @@ struct Fp8Fmt {
                 for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
                     for (int r = 0; r < kRows; ++r)
-                        if (k0 + u * 32 < nv) raw[u][r] = gemv::load_stream(reinterpret_cast<const uint4*>(wr[r]) + k0 + u * 32);
+                        if (k0 + u * 32 < nv)
+                            raw[u][r] = pre && k0 == lane ? pre[u * kRows + r]
+                                                          : gemv::load_stream(reinterpret_cast<const uint4*>(wr[r]) + k0 + u * 32);
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u) {
                     const int k = k0 + u * 32;
                     if (k >= nv) break;
-                    const int kb = k * 16 / p.bi;
+                    const int kb = p.kshift >= 0 ? k >> p.kshift : k * 16 / p.bi;  // no division per load
                     float part[kRows][NT];
 #pragma unroll
                     for (int r = 0; r < kRows; ++r)
@@ -138,7 +155,7 @@ void gemv_fp8_cuda(const float* x, int64_t T, const DeviceLinear& w, const GemvI
                    bool accumulate, cudaStream_t stream) {
     const int bi = static_cast<int>(w.block);
     const Fp8Fmt::Params p{static_cast<const uint8_t*>(w.weight), static_cast<const float*>(w.scale), w.scale_row,
-                           static_cast<int>((w.in + bi - 1) / bi), bi};
+                           static_cast<int>((w.in + bi - 1) / bi), bi, quant::pow2_shift(bi, 16)};
     gemv::run<Fp8Fmt>(p, x, T, w, in, y, y_stride, accumulate, stream);
 }
 

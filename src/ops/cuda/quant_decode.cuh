@@ -10,6 +10,16 @@
 
 namespace lmscope::cuda::quant {
 
+/** log2(block / unit) when block / unit is a whole power of two, else -1 (host and device). */
+__host__ __device__ constexpr int pow2_shift(int block, int unit) {
+    if (block <= 0 || block % unit) return -1;
+    const int r = block / unit;
+    if (r & (r - 1)) return -1;
+    int s = 0;
+    while ((1 << s) < r) ++s;
+    return s;
+}
+
 // ---- FP8 E4M3: the hardware e4m3x2 -> f16x2 conversion (exact), then f32 ----
 __device__ __forceinline__ float2 fp8x2_to_f32(uint32_t v16) {
     const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(v16), __NV_E4M3);
