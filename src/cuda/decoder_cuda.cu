@@ -271,14 +271,25 @@ struct CudaDecoder::Impl {
                 trace_proj(l, "self_attn.k_proj", "self_attn.k_norm", R, QD, KVD, Hkv, L.qkv_bias, L.k_norm);
                 trace_proj(l, "self_attn.v_proj", nullptr, R, QD + KVD, KVD, Hkv, L.qkv_bias, nullptr);
             }
-            qkv_rope_cache_cuda(qkv.get<float>(), L.qkv_bias, R, Hq, Hkv, D, L.q_norm, L.k_norm, eps,
-                                inv_freq.get<float>(), rows, q.get<float>(), kvl, st);
+            const DType att_dt = gemm ? act16 : DType::F32;
+            // decode rows (one new position per sequence): q/k norm, RoPE and the cache write inside
+            // the attention kernel; a prefill's rows read each other's keys, so they go through the cache first
+            const bool fused = prefill_seq < 0 && !traced;
+            if (fused) {
+                attention_decode_fused_cuda(qkv.get<float>(), L.qkv_bias, R, Hq, Hkv, D, L.q_norm, L.k_norm, eps,
+                                            inv_freq.get<float>(), scale, kvl, rows, max_len, attn_work.get<float>(),
+                                            attn_counters.get<unsigned>(), att.get(), att_dt, st);
+            } else {
+                qkv_rope_cache_cuda(qkv.get<float>(), L.qkv_bias, R, Hq, Hkv, D, L.q_norm, L.k_norm, eps,
+                                    inv_freq.get<float>(), rows, q.get<float>(), kvl, st);
+            }
             if (traced) {
                 tr.show(lname(l, "self_attn.q_rope"), q.get(), DType::F32, R, QD, QD, {R, Hq, D});
                 trace_attention(l, R, pos0, prefill_seq, kvl, scale);
             }
-            const DType att_dt = gemm ? act16 : DType::F32;
-            if (prefill_seq >= 0 && gemm && attention_prefill_supported(D))
+            if (fused) {
+                // done above
+            } else if (prefill_seq >= 0 && gemm && attention_prefill_supported(D))
                 attention_prefill_cuda(q.get<float>(), R, pos0, Hq, Hkv, D, scale, kvl, prefill_seq, att.get(), att_dt,
                                        st);
             else

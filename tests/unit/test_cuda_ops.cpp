@@ -255,7 +255,7 @@ std::vector<Case> make_cases() {
                               }});
     // rms_norm, f32 / bf16 out, with and without weight
     for (DType od : {DType::F32, DType::BF16})
-        for (int64_t C : {1, 7, 127, 129, 4097})
+        for (int64_t C : {1, 7, 124, 127, 129, 4096, 4097, 16388})  // % 4 == 0 up to 16384: the float4 path
             for (int64_t R : {1, 33})
                 for (bool wgt : {true, false})
                     cs.push_back({fmt::format("rms_norm out={} C={} R={} w={}", dtype_name(od), C, R, wgt),
@@ -294,7 +294,7 @@ std::vector<Case> make_cases() {
                           silu_mul_cuda(dg.get(), du.get(), n, dy.get());
                           return max_rel_diff(dy.f32(n), ref);
                       }});
-    for (int64_t I : {1, 33, 129})
+    for (int64_t I : {1, 8, 33, 129, 136, 3072})  // I % 8 == 0: 16-byte loads and stores
         cs.push_back({fmt::format("silu_mul_rows bf16 T=7 I={}", I), k16, [=](std::mt19937& rng) {
                           const int64_t T = 7;
                           auto gu = rounded(randn(T * 2 * I, rng, 2.0f), DType::BF16);
@@ -474,6 +474,46 @@ std::vector<Case> make_cases() {
                                       std::vector<float> kw(kc.begin() + pos0 * Hkv * D, kc.begin() + (pos0 + T) * Hkv * D);
                                       std::vector<float> vw(vc.begin() + pos0 * Hkv * D, vc.begin() + (pos0 + T) * Hkv * D);
                                       return std::max({max_rel_diff(dq.f32(T * Hq * D), q), max_rel_diff(kw, k), max_rel_diff(vw, v)});
+                                  }});
+    // fused decode (q/k norm + RoPE + cache write inside the attention kernel) vs the two kernels it
+    // replaces: outputs and the whole cache; GQA groups 1 / 2 / 4, several splits and tiles, bias
+    for (DType kd : {DType::F32, DType::BF16})
+        for (int64_t D : {48, 128})
+            for (int64_t G : {1, 2, 4})
+                for (int64_t cap : {9, 300})
+                    cs.push_back({fmt::format("attention_decode_fused kv={} D={} G={} capacity={}", dtype_name(kd), D, G, cap),
+                                  kF32, [=](std::mt19937& rng) {
+                                      const int64_t B = 3, Hkv = 2, Hq = G * Hkv, W = (Hq + 2 * Hkv) * D;
+                                      const bool bias = G == 2, norm = G != 4;
+                                      auto qkv = randn(B * W, rng), b = randn(W, rng), qn = randn(D, rng), kn = randn(D, rng);
+                                      RopeConfig rc;
+                                      rc.theta = 1e6;
+                                      auto inv = rope_inv_freq(rc, D);
+                                      const auto cache = rounded(randn(B * cap * Hkv * D, rng), kd);
+                                      const Tensor ct = tensor_of(cache, {B * cap * Hkv * D}, kd);
+                                      std::vector<int32_t> pos = {0, static_cast<int32_t>(cap / 2), static_cast<int32_t>(cap - 1)};
+                                      Dev dqkv(qkv), db(b), dqn(qn), dkn(kn), dinv(inv), dp(pos), dq(B * Hq * D * 4),
+                                          ka(ct), va(ct), kb(ct), vb(ct), ya(B * Hq * D * 4), yb(B * Hq * D * 4),
+                                          dw(attention_decode_workspace(B, Hq, Hkv, D, cap) * 4),
+                                          dc(std::vector<uint32_t>(B * Hkv, 0));
+                                      RowPos rows;
+                                      rows.pos = dp.get<int32_t>();
+                                      rows.seq_is_row = true;
+                                      const float scale = 1.0f / std::sqrt(float(D));
+                                      const float* bp = bias ? db.get() : nullptr;
+                                      const float* qnp = norm ? dqn.get() : nullptr;
+                                      const float* knp = norm ? dkn.get() : nullptr;
+                                      qkv_rope_cache_cuda(dqkv.get(), bp, B, Hq, Hkv, D, qnp, knp, 1e-6f, dinv.get(), rows,
+                                                          dq.get(), {ka.p, va.p, kd, cap});
+                                      attention_decode_cuda(dq.get(), B, Hq, Hkv, D, scale, {ka.p, va.p, kd, cap}, rows, cap,
+                                                            dw.get(), dc.get<unsigned>(), ya.p, DType::F32);
+                                      attention_decode_fused_cuda(dqkv.get(), bp, B, Hq, Hkv, D, qnp, knp, 1e-6f, dinv.get(),
+                                                                  scale, {kb.p, vb.p, kd, cap}, rows, cap, dw.get(),
+                                                                  dc.get<unsigned>(), yb.p, DType::F32);
+                                      const int64_t n = B * cap * Hkv * D;
+                                      return std::max({max_rel_diff(yb.f32(B * Hq * D), ya.f32(B * Hq * D)),
+                                                       max_rel_diff(kb.f32(n, kd), ka.f32(n, kd)),
+                                                       max_rel_diff(vb.f32(n, kd), va.f32(n, kd))});
                                   }});
     // FP8-block linears: odd in / out (partial blocks), the scalar path (in % 16 != 0 or block_in % 16 != 0),
     // other block sizes, concatenation along out with scale rows that do not line up (q|k|v of 200|72|72)

@@ -13,7 +13,7 @@ namespace lmscope::cuda {
 
 namespace {
 
-constexpr int kDecThreads = 128;
+constexpr int kDecThreads = 256;
 constexpr int kMaxSplits = 64;
 constexpr int kMaxOut = 8;  // (q head, d) outputs per thread (NOUT <= kMaxOut): G * D <= kDecThreads * kMaxOut
 
@@ -23,15 +23,27 @@ constexpr int dec_tile() { return sizeof(KT) == 4 ? 32 : 64; }
 
 /** Shared memory of the decode kernel: K and V tiles x2 (rows padded by 16 bytes), q, p, merge weights. */
 struct DecSmem {
-    size_t row, kv, q, p, w, bytes;
+    size_t row, kv, q, p, w, rope, bytes;
     __host__ __device__ DecSmem(int D, int G, int tile, size_t es) {
         row = D * es + 16;  // 16-byte reads of 8 consecutive rows hit distinct banks
         kv = 4 * tile * row;
         q = kv;
         p = q + sizeof(float) * G * D;
         w = p + sizeof(float) * G * tile;
-        bytes = w + sizeof(float) * (G * kMaxSplits + 3 * G);
+        rope = w + sizeof(float) * (G * kMaxSplits + 3 * G);
+        // fused q/k norm + RoPE: cos, sin (D/2 each), a head per warp (D floats), the new K and V rows
+        bytes = rope + sizeof(float) * D * (1 + kDecThreads / 32) + 2 * row;
     }
+};
+
+/** Fused decode input (attention_decode_fused_cuda): the raw q|k|v rows instead of q. */
+struct DecodeQkv {
+    const float* qkv = nullptr;  // (R, (Hq + 2 Hkv) D); null: q given (attention_decode_cuda)
+    const float* bias = nullptr;
+    const float* q_norm = nullptr;
+    const float* k_norm = nullptr;
+    float eps = 1e-6f;
+    const float* inv_freq = nullptr;
 };
 
 template <typename KT>
@@ -72,8 +84,8 @@ __device__ __forceinline__ float dot_row(const float* q, const KT* k, int D) {
  */
 template <typename KT, typename OutT, int NOUT>
 __global__ void __launch_bounds__(kDecThreads)
-    attn_decode_kernel(const float* q, int Hq, int Hkv, int D, float scale, const KT* kc, const KT* vc, int64_t capacity,
-                       RowPos rows, int chunk, int nsplit, float* work, unsigned* counters, OutT* out) {
+    attn_decode_kernel(const float* q, DecodeQkv fq, int Hq, int Hkv, int D, float scale, KT* kc, KT* vc,
+                       int64_t capacity, RowPos rows, int chunk, int nsplit, float* work, unsigned* counters, OutT* out) {
     constexpr int TILE = dec_tile<KT>();
     asm volatile("griddepcontrol.launch_dependents;");
     const int kvh = blockIdx.x, r = blockIdx.y, sp = blockIdx.z;
@@ -84,6 +96,9 @@ __global__ void __launch_bounds__(kDecThreads)
     const int64_t kvd = static_cast<int64_t>(Hkv) * D;
     const KT* kbase = kc + seq * capacity * kvd + kvh * D;
     const KT* vbase = vc + seq * capacity * kvd + kvh * D;
+    const int64_t pos = S - 1;
+    const bool fused = fq.qkv != nullptr;
+    const bool has_new = fused && start <= pos && pos < end;  // this split holds the new key: it computes it
 
     extern __shared__ __align__(16) unsigned char dsm[];
     const DecSmem L(D, G, TILE, sizeof(KT));
@@ -96,6 +111,10 @@ __global__ void __launch_bounds__(kDecThreads)
     float* sM = sW + G * kMaxSplits;                      // [G] running max
     float* sL = sM + G;                                   // [G] running sum
     float* sC = sL + G;                                   // [G] this tile's correction
+    float* sCos = reinterpret_cast<float*>(dsm + L.rope);  // [D/2], then sin [D/2]
+    float* sHead = sCos + D;                              // [warps][D]
+    KT* sNewK = reinterpret_cast<KT*>(sHead + (kDecThreads / 32) * D);  // [ld]
+    KT* sNewV = sNewK + ld;                               // [ld]
 
     const int n_tiles = end > start ? static_cast<int>((end - start + TILE - 1) / TILE) : 0;
     const int vpr = D * static_cast<int>(sizeof(KT)) / 16;  // 16-byte pieces per row
@@ -111,8 +130,73 @@ __global__ void __launch_bounds__(kDecThreads)
         mma::cp_async_commit();
     };
     if (n_tiles > 0) stage(0, 0);
-    for (int i = tid; i < GD; i += kDecThreads)
-        sQ[i] = q[(static_cast<int64_t>(r) * Hq + kvh * G) * D + i] * scale;  // heads kvh*G .. +G-1 are contiguous
+    if (!fused) {
+        for (int i = tid; i < GD; i += kDecThreads)
+            sQ[i] = q[(static_cast<int64_t>(r) * Hq + kvh * G) * D + i] * scale;  // heads kvh*G .. are contiguous
+    } else {
+        // q/k norm + RoPE of qkv_rope_cache_cuda, fused: this block's G q heads (and, in the split that
+        // holds position pos, the new K / V rows, written to the cache and kept for the tile)
+        const int half = D / 2;
+        const float fpos = static_cast<float>(pos);
+        for (int j = tid; j < half; j += kDecThreads) {
+            const float angle = __fmul_rn(fpos, fq.inv_freq[j]);  // f32 product, as torch
+            double sd, cd;
+            sincos(static_cast<double>(angle), &sd, &cd);
+            sCos[j] = static_cast<float>(cd);
+            sCos[half + j] = static_cast<float>(sd);
+        }
+        __syncthreads();
+        const int64_t H = Hq + 2 * static_cast<int64_t>(Hkv);
+        float* buf = sHead + warp * D;
+        for (int it = warp; it < G + (has_new ? 2 : 0); it += kDecThreads / 32) {
+            const int64_t hh = it < G ? kvh * G + it : it == G ? Hq + kvh : Hq + Hkv + kvh;  // q, k, v head
+            const float* src = fq.qkv + r * H * D + hh * D;
+            float ss = 0.0f;
+            for (int i = lane; i < D; i += 32) {
+                const float v = src[i] + (fq.bias ? fq.bias[hh * D + i] : 0.0f);
+                buf[i] = v;
+                ss += v * v;
+            }
+            ss = warp_sum(ss);
+            const int64_t cache_at = (seq * capacity + pos) * kvd + kvh * D;
+            if (it == G + 1) {  // v: to the cache as is
+                for (int i = lane; i < D; i += 32) {
+                    const KT v = from_f32<KT>(buf[i]);
+                    vc[cache_at + i] = v;
+                    sNewV[i] = v;
+                }
+                continue;
+            }
+            const float* nw = it < G ? fq.q_norm : fq.k_norm;
+            if (nw) {
+                const float inv = rsqrtf(ss / static_cast<float>(D) + fq.eps);
+                for (int i = lane; i < D; i += 32) buf[i] = buf[i] * inv * nw[i];
+            }
+            __syncwarp();
+            float rot[8];  // D <= 256
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+                const int i = lane + 32 * e;
+                if (i >= D) break;
+                const int j = i < half ? i : i - half;
+                rot[e] = i < half ? buf[i] * sCos[j] - buf[i + half] * sCos[half + j]
+                                  : buf[i] * sCos[j] + buf[i - half] * sCos[half + j];
+            }
+            __syncwarp();
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+                const int i = lane + 32 * e;
+                if (i >= D) break;
+                if (it < G) {
+                    sQ[it * D + i] = rot[e] * scale;
+                } else {
+                    const KT k = from_f32<KT>(rot[e]);
+                    kc[cache_at + i] = k;
+                    sNewK[i] = k;
+                }
+            }
+        }
+    }
     if (tid < G) {
         sM[tid] = -INFINITY;
         sL[tid] = 0.0f;
@@ -138,9 +222,17 @@ __global__ void __launch_bounds__(kDecThreads)
             mma::cp_async_wait<0>();
         }
         __syncthreads();
-        const KT* K = sK + buf * TILE * ld;
-        const KT* V = sV + buf * TILE * ld;
-        const int nk = static_cast<int>(min(static_cast<int64_t>(TILE), end - (start + static_cast<int64_t>(t) * TILE)));
+        KT* K = sK + buf * TILE * ld;
+        KT* V = sV + buf * TILE * ld;
+        const int64_t k0 = start + static_cast<int64_t>(t) * TILE;
+        const int nk = static_cast<int>(min(static_cast<int64_t>(TILE), end - k0));
+        if (has_new && pos < k0 + TILE) {  // the tile read the cache row of pos before it was written: use ours
+            for (int i = tid; i < D; i += kDecThreads) {
+                K[(pos - k0) * ld + i] = sNewK[i];
+                V[(pos - k0) * ld + i] = sNewV[i];
+            }
+            __syncthreads();
+        }
         for (int i = tid; i < G * TILE; i += kDecThreads) {  // scores: one (q head, key) per thread
             const int g = i / TILE, j = i % TILE;
             sP[i] = j < nk ? dot_row(sQ + g * D, K + j * ld, D) : -INFINITY;
@@ -237,8 +329,9 @@ __global__ void __launch_bounds__(kDecThreads)
 }
 
 template <typename KT, typename OutT>
-void launch_decode(const float* q, int64_t R, int64_t Hq, int64_t Hkv, int64_t D, float scale, KvView kv, RowPos rows,
-                   int64_t max_len, float* work, unsigned* counters, void* out, cudaStream_t stream) {
+void launch_decode(const float* q, const DecodeQkv& fq, int64_t R, int64_t Hq, int64_t Hkv, int64_t D, float scale,
+                   KvView kv, RowPos rows, int64_t max_len, float* work, unsigned* counters, void* out,
+                   cudaStream_t stream) {
     const int G = static_cast<int>(Hq / Hkv);
     if (D % 8 || D > 256 || G * D > kDecThreads * kMaxOut)
         fail_rt("attention_decode_cuda: head_dim {} x {} query heads per kv head not supported (head_dim a multiple of 8, "
@@ -256,8 +349,8 @@ void launch_decode(const float* q, int64_t R, int64_t Hq, int64_t Hkv, int64_t D
             attr_bytes = L.bytes;
         }
         attn_decode_kernel<KT, OutT, N><<<grid, kDecThreads, L.bytes, stream>>>(
-            q, static_cast<int>(Hq), static_cast<int>(Hkv), static_cast<int>(D), scale, static_cast<const KT*>(kv.k),
-            static_cast<const KT*>(kv.v), kv.capacity, rows, chunk, nsplit, work, counters, static_cast<OutT*>(out));
+            q, fq, static_cast<int>(Hq), static_cast<int>(Hkv), static_cast<int>(D), scale, static_cast<KT*>(kv.k),
+            static_cast<KT*>(kv.v), kv.capacity, rows, chunk, nsplit, work, counters, static_cast<OutT*>(out));
     };
     const int nout = (G * static_cast<int>(D) + kDecThreads - 1) / kDecThreads;  // outputs per thread
     if (nout <= 1) go(std::integral_constant<int, 1>{});
@@ -270,28 +363,45 @@ void launch_decode(const float* q, int64_t R, int64_t Hq, int64_t Hkv, int64_t D
 }  // namespace
 
 int attention_decode_splits(int64_t R, int64_t Hkv, int64_t max_len) {
-    // split only as far as needed to give every SM two blocks, and at least a tile of keys per split
+    // split only as far as needed to give every SM two blocks, and at least 32 keys per split
     const int64_t blocks = std::max<int64_t>(1, R * Hkv);
     const int64_t want = (2 * sm_count() + blocks - 1) / blocks;
-    return static_cast<int>(std::clamp<int64_t>(std::min((max_len + 63) / 64, want), 1, kMaxSplits));
+    return static_cast<int>(std::clamp<int64_t>(std::min((max_len + 31) / 32, want), 1, kMaxSplits));
 }
 
 size_t attention_decode_workspace(int64_t R, int64_t Hq, int64_t Hkv, int64_t D, int64_t max_len) {
     return static_cast<size_t>(R * Hq * attention_decode_splits(R, Hkv, max_len) * (D + 2));  // (m, l, o[D]) per split
 }
 
-void attention_decode_cuda(const float* q, int64_t R, int64_t Hq, int64_t Hkv, int64_t D, float scale, KvView kv,
-                           RowPos rows, int64_t max_len, float* work, unsigned* counters, void* out, DType out_dtype,
-                           cudaStream_t stream) {
+namespace {
+void decode_dispatch(const float* q, const DecodeQkv& fq, int64_t R, int64_t Hq, int64_t Hkv, int64_t D, float scale,
+                     KvView kv, RowPos rows, int64_t max_len, float* work, unsigned* counters, void* out,
+                     DType out_dtype, cudaStream_t stream) {
     if (R <= 0) return;
     if (Hq % Hkv) fail_rt("attention: {} query heads are not a multiple of {} kv heads", Hq, Hkv);
     dispatch_float(kv.dtype, [&](auto* kp) {
         using KT = std::remove_pointer_t<decltype(kp)>;
         dispatch_float(out_dtype, [&](auto* op) {
             using OT = std::remove_pointer_t<decltype(op)>;
-            launch_decode<KT, OT>(q, R, Hq, Hkv, D, scale, kv, rows, max_len, work, counters, out, stream);
+            launch_decode<KT, OT>(q, fq, R, Hq, Hkv, D, scale, kv, rows, max_len, work, counters, out, stream);
         });
     });
+}
+}  // namespace
+
+void attention_decode_cuda(const float* q, int64_t R, int64_t Hq, int64_t Hkv, int64_t D, float scale, KvView kv,
+                           RowPos rows, int64_t max_len, float* work, unsigned* counters, void* out, DType out_dtype,
+                           cudaStream_t stream) {
+    decode_dispatch(q, {}, R, Hq, Hkv, D, scale, kv, rows, max_len, work, counters, out, out_dtype, stream);
+}
+
+void attention_decode_fused_cuda(const float* qkv, const float* bias, int64_t R, int64_t Hq, int64_t Hkv, int64_t D,
+                                 const float* q_norm, const float* k_norm, float eps, const float* inv_freq, float scale,
+                                 KvView kv, RowPos rows, int64_t max_len, float* work, unsigned* counters, void* out,
+                                 DType out_dtype, cudaStream_t stream) {
+    if (D % 2) fail_rt("attention_decode_fused_cuda: head_dim {} is odd", D);
+    const DecodeQkv fq{qkv, bias, q_norm, k_norm, eps, inv_freq};
+    decode_dispatch(nullptr, fq, R, Hq, Hkv, D, scale, kv, rows, max_len, work, counters, out, out_dtype, stream);
 }
 
 void attention_cuda(const float* q, const float* k, const float* v, const AttentionShape& s, float* out,

@@ -167,6 +167,17 @@ void attention_decode_cuda(const float* q, int64_t R, int64_t Hq, int64_t Hkv, i
                            KvView kv, RowPos rows, int64_t max_len, float* work, unsigned* counters, void* out,
                            DType out_dtype, cudaStream_t stream = nullptr);
 
+/**
+ * qkv_rope_cache_cuda and attention_decode_cuda in one kernel, for decode rows (one new position per
+ * row, at its sequence's pos(r)): each block normalises and rotates its own q heads from the raw
+ * qkv (R, (Hq + 2 Hkv) D) f32 [+ bias], and the block whose key range holds pos(r) also the new K / V
+ * rows, which it writes to the cache and uses directly. Same results as the two calls.
+ */
+void attention_decode_fused_cuda(const float* qkv, const float* bias, int64_t R, int64_t Hq, int64_t Hkv, int64_t D,
+                                 const float* q_norm, const float* k_norm, float eps, const float* inv_freq, float scale,
+                                 KvView kv, RowPos rows, int64_t max_len, float* work, unsigned* counters, void* out,
+                                 DType out_dtype, cudaStream_t stream = nullptr);
+
 /** True when attention_prefill_cuda handles this head_dim (64 or 128). */
 bool attention_prefill_supported(int64_t D);
 /**
