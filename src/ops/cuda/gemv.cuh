@@ -7,7 +7,10 @@
 //   struct Params;                       device pointers of the weight
 //   static constexpr int kRows;          output rows per warp pass
 //   row_base(p, row, in), row_bytes(in)  the weight bytes of one row (PDL prefetch)
-//   rows_dot<NT>(p, row0, out, in, X, lane, accu[kRows][NT])   this lane's partial sums
+//   kPre, preload(p, row0, out, in, lane, pre[kPre])   the warp's first 16-byte loads, issued before
+//                                        the block stages x, so that their latency overlaps it
+//   rows_dot<NT>(p, row0, out, in, X, lane, accu[kRows][NT], pre)   this lane's partial sums (pre:
+//                                        the preloaded first loads of this row group, or null)
 // x rows in shared memory are swizzled when in % 32 == 0: 16-byte unit u of a 128-byte line is
 // stored at u ^ (line % 8), so the lanes of a quarter warp that each read a contiguous 16..128-byte
 // run (bf16: 32 B, FP8: 64 B, AWQ: 128 B of x per 16-byte weight load) hit distinct banks.
