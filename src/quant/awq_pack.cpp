@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 
 namespace lmscope {
 
@@ -90,28 +91,37 @@ void awq_pseudo_quantize(float* w, int64_t out, int64_t in, int64_t group, AwqMa
         res->scales.assign(static_cast<size_t>(out * ng), 0.0f);
         res->zeros.assign(static_cast<size_t>(out * ng), 0);
     }
-    for (int64_t o = 0; o < out; ++o)
-        for (int64_t g = 0; g < ng; ++g) {
-            float s;
-            uint8_t z;
-            const int64_t off = o * in + g * group;
-            quantize_group(w + off, group, math, res ? res->q.data() + off : nullptr, s, z);
-            if (res) {
-                res->scales[static_cast<size_t>(o * ng + g)] = s;
-                res->zeros[static_cast<size_t>(o * ng + g)] = z;
+    // rows are independent (an 8B checkpoint has ~7e9 weights): one range of rows per thread
+    ThreadPool::global().parallel_for(out, 8, [&](int64_t o0, int64_t o1, int) {
+        for (int64_t o = o0; o < o1; ++o)
+            for (int64_t g = 0; g < ng; ++g) {
+                float s;
+                uint8_t z;
+                const int64_t off = o * in + g * group;
+                quantize_group(w + off, group, math, res ? res->q.data() + off : nullptr, s, z);
+                if (res) {
+                    res->scales[static_cast<size_t>(o * ng + g)] = s;
+                    res->zeros[static_cast<size_t>(o * ng + g)] = z;
+                }
             }
-        }
+    });
 }
 
 std::vector<int32_t> awq_pack_qweight(const uint8_t* q, int64_t out, int64_t in) {
     LMS_CHECK(out % 8 == 0);
     std::vector<int32_t> p(static_cast<size_t>(in * (out / 8)));
-    uint8_t c8[8];
-    for (int64_t k = 0; k < in; ++k)
-        for (int64_t c = 0; c < out / 8; ++c) {
-            for (int j = 0; j < 8; ++j) c8[j] = q[(c * 8 + j) * in + k];
-            p[static_cast<size_t>(k * (out / 8) + c)] = static_cast<int32_t>(pack8(c8));
-        }
+    // words c (8 rows each) in ranges per thread; inside a range, 16 words (128 rows read along k,
+    // 64 contiguous bytes written per k) at a time
+    const int64_t words = out / 8;
+    ThreadPool::global().parallel_for(words, 16, [&](int64_t c0, int64_t c1, int) {
+        uint8_t c8[8];
+        for (int64_t cb = c0; cb < c1; cb += 16)
+            for (int64_t k = 0; k < in; ++k)
+                for (int64_t c = cb; c < std::min(cb + 16, c1); ++c) {
+                    for (int j = 0; j < 8; ++j) c8[j] = q[(c * 8 + j) * in + k];
+                    p[static_cast<size_t>(k * words + c)] = static_cast<int32_t>(pack8(c8));
+                }
+    });
     return p;
 }
 
