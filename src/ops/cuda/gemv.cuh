@@ -36,6 +36,22 @@ __device__ __forceinline__ uint4 load_stream(const uint4* p) {
     return r;
 }
 
+/**
+ * A format's preload: the first kU passes of 16-byte loads of kR rows (row r at
+ * base + min(row0 + r, out - 1) * row_bytes, nv vectors per row) into pre[u * kR + r].
+ */
+template <int kU, int kR>
+__device__ __forceinline__ void preload_rows(const char* base, int64_t row_bytes, int row0, int out, int nv, int lane,
+                                             uint4 (&pre)[kU * kR]) {
+#pragma unroll
+    for (int u = 0; u < kU; ++u)
+#pragma unroll
+        for (int r = 0; r < kR; ++r)
+            if (lane + u * 32 < nv)
+                pre[u * kR + r] = load_stream(
+                    reinterpret_cast<const uint4*>(base + static_cast<int64_t>(min(row0 + r, out - 1)) * row_bytes) + lane + u * 32);
+}
+
 /** Word q (compile-time after unrolling) of a 16-byte load. */
 __device__ __forceinline__ uint32_t word(const uint4& v, int q) { return q == 0 ? v.x : q == 1 ? v.y : q == 2 ? v.z : v.w; }
 

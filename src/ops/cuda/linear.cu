@@ -72,14 +72,11 @@ struct DenseFmt {
     // the first kUnroll 16-byte loads of a row, issued before the block stages x (gemv.cuh): the
     // weights' DRAM latency then overlaps the staging
     static constexpr int kPre = kUnroll;
-    __device__ static void preload(const Params& p, int row0, int /*out*/, int in, int lane, uint4 (&pre)[kPre]) {
+    __device__ static void preload(const Params& p, int row0, int out, int in, int lane, uint4 (&pre)[kPre]) {
         constexpr int VN = Vec16<WT>::N;
-        if (in % VN) return;
-        const uint4* w4 = reinterpret_cast<const uint4*>(p.w + static_cast<int64_t>(row0) * in);
-        const int nv = in / VN;
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u)
-            if (lane + u * 32 < nv) pre[u] = gemv::load_stream(w4 + lane + u * 32);
+        if (in % VN == 0)
+            gemv::preload_rows<kUnroll, 1>(reinterpret_cast<const char*>(p.w), int64_t{in} * sizeof(WT), row0, out, in / VN,
+                                           lane, pre);
     }
 
     template <int NT>

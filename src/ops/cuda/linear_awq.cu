@@ -42,15 +42,8 @@ struct AwqFmt {
     // the first 16-byte loads of the warp's row pair, issued before the block stages x (gemv.cuh)
     static constexpr int kPre = kUnroll * kRows;
     __device__ static void preload(const Params& p, int row0, int out, int in, int lane, uint4 (&pre)[kPre]) {
-        if (in % 32 || p.group % 32) return;
-        const int nv = in / 32;
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u)
-#pragma unroll
-            for (int r = 0; r < kRows; ++r)
-                if (lane + u * 32 < nv)
-                    pre[u * kRows + r] = gemv::load_stream(
-                        reinterpret_cast<const uint4*>(p.qw + static_cast<int64_t>(min(row0 + r, out - 1)) * (in / 8)) + lane + u * 32);
+        if (in % 32 == 0 && p.group % 32 == 0)
+            gemv::preload_rows<kUnroll, kRows>(reinterpret_cast<const char*>(p.qw), in / 2, row0, out, in / 32, lane, pre);
     }
 
     template <int NT>

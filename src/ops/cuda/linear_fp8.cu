@@ -39,15 +39,8 @@ struct Fp8Fmt {
     // the first 16-byte loads of the warp's row pair, issued before the block stages x (gemv.cuh)
     static constexpr int kPre = kUnroll * kRows;
     __device__ static void preload(const Params& p, int row0, int out, int in, int lane, uint4 (&pre)[kPre]) {
-        if (in % 16 || p.bi % 16) return;
-        const int nv = in / 16;
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u)
-#pragma unroll
-            for (int r = 0; r < kRows; ++r)
-                if (lane + u * 32 < nv)
-                    pre[u * kRows + r] = gemv::load_stream(
-                        reinterpret_cast<const uint4*>(p.codes + static_cast<int64_t>(min(row0 + r, out - 1)) * in) + lane + u * 32);
+        if (in % 16 == 0 && p.bi % 16 == 0)
+            gemv::preload_rows<kUnroll, kRows>(reinterpret_cast<const char*>(p.codes), in, row0, out, in / 16, lane, pre);
     }
 
     template <int NT>
