@@ -57,6 +57,9 @@ void rope(float* x, int64_t T, int64_t H, int64_t D, const float* cos, const flo
 void attention(const float* q, const float* k, const float* v, const AttentionShape& s, float* out) {
     reference_mode() ? attention_ref(q, k, v, s, out) : attention_cpu(q, k, v, s, out);
 }
+void attention(const float* q, const uint16_t* k, const uint16_t* v, const AttentionShape& s, float* out) {
+    reference_mode() ? attention_ref(q, k, v, s, out) : attention_cpu(q, k, v, s, out);
+}
 void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
     reference_mode() ? silu_mul_ref(gate, up, n, out) : silu_mul_cpu(gate, up, n, out);
 }

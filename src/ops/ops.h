@@ -73,6 +73,16 @@ struct AttentionShape {
 void attention_ref(const float* q, const float* k, const float* v, const AttentionShape& s, float* out);
 void attention_cpu(const float* q, const float* k, const float* v, const AttentionShape& s, float* out);
 void attention(const float* q, const float* k, const float* v, const AttentionShape& s, float* out);
+/** The same over a 16-bit KV cache: k, v hold IEEE binary16 values (converted to f32 as they are read). */
+void attention_ref(const float* q, const uint16_t* k, const uint16_t* v, const AttentionShape& s, float* out);
+void attention_cpu(const float* q, const uint16_t* k, const uint16_t* v, const AttentionShape& s, float* out);
+void attention(const float* q, const uint16_t* k, const uint16_t* v, const AttentionShape& s, float* out);
+
+/**
+ * out (n) = x rounded to IEEE f16 (nearest even), values beyond +-65504 (infinities too) saturated to +-65504, NaN kept:
+ * how the decoder stores K and V in a 16-bit cache. Exact, so it has no reference twin.
+ */
+void to_f16_saturated(const float* x, int64_t n, uint16_t* out);
 
 /** out (n) = silu(gate) * up. */
 void silu_mul_ref(const float* gate, const float* up, int64_t n, float* out);

@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -214,7 +215,10 @@ TEST_P(OpsVsRef, Attention) {
     for (Case c : {Case{1, 0, 1, 1, 8}, Case{7, 0, 4, 2, 16}, Case{1, 130, 6, 2, 32}, Case{5, 61, 2, 1, 128},
                    Case{33, 100, 3, 3, 7}, Case{129, 0, 2, 1, 64},
                    // T >= 8: the blocked path (48-query blocks, 128-key chunks) at its edges
-                   Case{8, 0, 2, 1, 128}, Case{48, 0, 4, 2, 128}, Case{50, 300, 4, 2, 33}, Case{97, 31, 2, 2, 16}}) {
+                   Case{8, 0, 2, 1, 128}, Case{48, 0, 4, 2, 128}, Case{50, 300, 4, 2, 33}, Case{97, 31, 2, 2, 16},
+                   // decode (T < 8) at the AVX-512 kernel's edges: Qwen3's 16 / 8 heads of 128 over 2 chunks and
+                   // a tail, two head blocks with a partial one (20 heads), groups of 3 (a pair and one), D 48
+                   Case{1, 600, 16, 8, 128}, Case{2, 77, 20, 4, 64}, Case{1, 40, 6, 2, 48}, Case{3, 0, 18, 6, 112}}) {
         const int64_t S = c.pos0 + c.T;
         auto q = randn(c.T * c.Hq * c.D, rng_), k = randn(S * c.Hkv * c.D, rng_), v = randn(S * c.Hkv * c.D, rng_);
         AttentionShape as{c.T, c.pos0, c.Hq, c.Hkv, c.D, 1.0f / std::sqrt(static_cast<float>(c.D))};
@@ -222,7 +226,35 @@ TEST_P(OpsVsRef, Attention) {
         attention_cpu(q.data(), k.data(), v.data(), as, o.data());
         attention_ref(q.data(), k.data(), v.data(), as, orf.data());
         ASSERT_LE(max_rel_diff(o, orf), kTol) << "T=" << c.T << " pos0=" << c.pos0 << " D=" << c.D;
+        // a 16-bit cache: the same keys and values stored as f16, both paths reading them
+        std::vector<uint16_t> k16(k.size()), v16(v.size());
+        to_f16_saturated(k.data(), static_cast<int64_t>(k.size()), k16.data());
+        to_f16_saturated(v.data(), static_cast<int64_t>(v.size()), v16.data());
+        auto o16 = poisoned(c.T * c.Hq * c.D), orf16 = poisoned(c.T * c.Hq * c.D);
+        attention_cpu(q.data(), k16.data(), v16.data(), as, o16.data());
+        attention_ref(q.data(), k16.data(), v16.data(), as, orf16.data());
+        ASSERT_LE(max_rel_diff(o16, orf16), kTol) << "f16 T=" << c.T << " pos0=" << c.pos0 << " D=" << c.D;
+        // and f16 rounding of K and V (relative 2^-11 each) moves the output by well under 1e-2
+        ASSERT_LE(max_rel_diff(orf16, orf), 1e-2) << "f16 vs f32 T=" << c.T << " pos0=" << c.pos0;
     }
+}
+
+TEST_P(OpsVsRef, ToF16Saturated) {
+    auto x = randn(1037, rng_, 3.0f);
+    x[3] = 1e6f, x[4] = -1e6f, x[5] = 65519.0f, x[6] = 65520.0f, x[7] = 1e-7f, x[8] = -0.0f;
+    x[9] = std::numeric_limits<float>::infinity(), x[10] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<uint16_t> h(x.size());
+    to_f16_saturated(x.data(), static_cast<int64_t>(x.size()), h.data());
+    for (size_t i = 0; i < x.size(); ++i) {
+        if (i == 10) {
+            ASSERT_TRUE(std::isnan(f16_to_f32(h[i])));
+            continue;
+        }
+        ASSERT_EQ(h[i], f32_to_f16(std::clamp(x[i], -65504.0f, 65504.0f))) << i << " " << x[i];
+    }
+    ASSERT_EQ(f16_to_f32(h[3]), 65504.0f);
+    ASSERT_EQ(f16_to_f32(h[6]), 65504.0f);
+    ASSERT_EQ(f16_to_f32(h[9]), 65504.0f);
 }
 
 TEST_P(OpsVsRef, SiluMulAndEmbedding) {

@@ -67,4 +67,6 @@ void silu_mul_cpu(const float* gate, const float* up, int64_t n, float* out) {
     }
 }
 
+void to_f16_saturated(const float* x, int64_t n, uint16_t* out) { simd::f32_to_f16_row(x, n, out); }
+
 }  // namespace lmscope
