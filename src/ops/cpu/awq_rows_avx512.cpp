@@ -170,6 +170,7 @@ LMS_AVX512 inline __m512i codes16(const int32_t* p, __mmask16 mw) {
 }
 
 constexpr int64_t kAheadBlocks = 96;  // 64-byte blocks prefetched ahead (6 KB)
+constexpr int64_t kScaleAhead = 2;    // tiles whose scales and zero points are prefetched ahead
 
 // The 4 products of block b of a tile (64 bytes: 8 rows of 16 columns) into a[0..3].
 LMS_VNNI inline void block_i16(const int32_t* wt, const int32_t* xp, __m512i (&a)[4]) {
@@ -189,6 +190,15 @@ LMS_VNNI void tile_i16(const AwqWeight& w, const AwqX16& x, int64_t t, float* y)
     const int32_t* wt = w.tiles + t * nb * kAwqTileCols;
     const int64_t n0 = t * kAwqTileCols, valid = std::min<int64_t>(kAwqTileCols, w.out - n0);
     const __mmask16 m = lanes(valid), mw = valid > 8 ? __mmask16(3) : __mmask16(1);
+    // the scales and zero points of the tile kScaleAhead tiles on: strided lines (a group's row of them is
+    // out values long), which the hardware does not prefetch; each missed one stalled a group's epilogue
+    if (const int64_t na = n0 + kScaleAhead * kAwqTileCols; na < w.out)
+        for (int64_t gi = 0; gi < w.ng; ++gi) {
+            _mm_prefetch(reinterpret_cast<const char*>(w.sf ? static_cast<const void*>(w.sf + gi * w.out + na)
+                                                            : static_cast<const void*>(w.sh + gi * w.out + na)),
+                         _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(w.qz + gi * w.pc + na / 8), _MM_HINT_T0);
+        }
     __m512 yv = _mm512_setzero_ps();
     for (int64_t gi = 0; gi < w.ng; ++gi) {
         __m512i a[4], b2[4];
