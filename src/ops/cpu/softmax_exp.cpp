@@ -31,7 +31,26 @@ LMS_AVX512 float exp_sub_avx512(const float* s, float m, int64_t n, float* p) {
     return t;
 }
 
+LMS_AVX512 void silu_mul_avx512(const float* gate, const float* up, int64_t n, float* out) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+        const __m512 g = _mm512_maskz_loadu_ps(k, gate + i);
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));  // exp(-g)
+        _mm512_mask_storeu_ps(out + i, k,
+                              _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), _mm512_maskz_loadu_ps(k, up + i)));
+    }
+}
+
 }  // namespace
+
+void silu_mul_row(const float* gate, const float* up, int64_t n, float* out) {
+    if (active_isa() == Isa::Avx512) return silu_mul_avx512(gate, up, n, out);
+    for (int64_t i = 0; i < n; ++i) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+}
 
 float exp_sub(const float* s, float m, int64_t n, float* p) {
     if (active_isa() == Isa::Avx512) return exp_sub_avx512(s, m, n, p);
