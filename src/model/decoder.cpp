@@ -99,9 +99,11 @@ void DecoderModel::forward(const int32_t* ids, int64_t T, KVCache& cache, float*
 
         rms_norm(x, T, H, L.input_norm, eps, h);  // (T, H)
         show(obs, nm("input_layernorm"), h, {T, H});
-        linear(h, T, L.q, q);  // (T, Hq*D)
-        linear(h, T, L.k, k);  // (T, Hkv*D)
-        linear(h, T, L.v, v);  // (T, Hkv*D)
+        {  // q (T, Hq*D), k and v (T, Hkv*D): one thread-pool round trip when decoding
+            const Linear* ws[3] = {&L.q, &L.k, &L.v};
+            float* ys[3] = {q, k, v};
+            linear_shared_input(h, T, ws, ys, 3);
+        }
         show(obs, nm("self_attn.q_proj"), q, {T, QD});
         show(obs, nm("self_attn.k_proj"), k, {T, KVD});
         show(obs, nm("self_attn.v_proj"), v, {T, KVD});
@@ -147,8 +149,11 @@ void DecoderModel::forward(const int32_t* ids, int64_t T, KVCache& cache, float*
 
         rms_norm(x, T, H, L.post_norm, eps, h);
         show(obs, nm("post_attention_layernorm"), h, {T, H});
-        linear(h, T, L.gate, gate_.data());  // (T, I)
-        linear(h, T, L.up, up_.data());      // (T, I)
+        {  // gate, up (T, I)
+            const Linear* ws[2] = {&L.gate, &L.up};
+            float* ys[2] = {gate_.data(), up_.data()};
+            linear_shared_input(h, T, ws, ys, 2);
+        }
         show(obs, nm("mlp.gate_proj"), gate_.data(), {T, I});
         show(obs, nm("mlp.up_proj"), up_.data(), {T, I});
         silu_mul(gate_.data(), up_.data(), T * I, gate_.data());

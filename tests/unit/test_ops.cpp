@@ -190,6 +190,41 @@ TEST_P(OpsVsRef, LinearAwq) {
             }
 }
 
+// Linears of every format on one input in one call (q/k/v, gate/up in the decoder): each output as its
+// own linear_ref, decode (one parallel_for for all) and prefill (separate calls).
+TEST_P(OpsVsRef, LinearSharedInput) {
+    const int64_t in = 256;
+    const Linear ws[4] = {Linear::dense("d", tensor_of(randn(33 * in, rng_, 0.1f), {33, in}, DType::BF16),
+                                        tensor_of(randn(33, rng_), {33}, DType::F32)),
+                          fp8_linear(40, in, {128, 128}, true, rng_), awq_linear(136, in, 64, true, false, true, rng_),
+                          awq_linear(24, in, 32, false, true, false, rng_)};
+    for (int64_t T : {1, 2, 3, 5}) {
+        for (int n : {2, 4}) {
+            auto x = randn(T * in, rng_);
+            std::vector<std::vector<float>> y, yr;
+            const Linear* wp[4];
+            float* yp[4];
+            for (int i = 0; i < n; ++i) {
+                y.push_back(poisoned(T * ws[i].out()));
+                yr.push_back(poisoned(T * ws[i].out()));
+                wp[i] = &ws[i];
+            }
+            for (int i = 0; i < n; ++i) yp[i] = y[static_cast<size_t>(i)].data();
+            linear_shared_input_cpu(x.data(), T, wp, yp, n);
+            linear_ref(x.data(), T, ws[0], yr[0].data());
+            linear_fp8_ref(x.data(), T, ws[1], yr[1].data());
+            if (n == 4) {
+                linear_awq_ref(x.data(), T, ws[2], yr[2].data());
+                linear_awq_ref(x.data(), T, ws[3], yr[3].data());
+            }
+            for (int i = 0; i < n; ++i)
+                ASSERT_LE(max_rel_diff(y[static_cast<size_t>(i)], yr[static_cast<size_t>(i)]),
+                          i >= 2 && T < 4 ? kTolAwqGemv : kTol)
+                    << "T=" << T << " linear " << i << " of " << n;
+        }
+    }
+}
+
 // A non-finite input cannot be quantised for the integer GEMV: it takes the f32 GEMV, the same output as
 // without the tiled copy (whose non-finite pattern is its own: the zero point is factored out per group).
 TEST_P(OpsVsRef, LinearAwqNonFiniteInput) {
