@@ -7,8 +7,9 @@
 # Bytes/token = the weight bytes one decode step reads: every tensor of the checkpoint except the
 # embedding table when the head is a tensor of its own (decode reads one row of it). Floor = measured read
 # bandwidth at that thread count / bytes per token; "of floor" = decode tok/s / floor (issue 8's
-# definition: weights only). The f32 KV cache adds layers * 2 * kv_dim * 4 bytes per cached position
-# (at the mean decode position prompt + gen/2: the "+KV" columns).
+# definition: weights only). The KV cache adds layers * 2 * kv_dim * 2 bytes per cached position (f16,
+# the default; 4 with LMSCOPE_KV_CACHE=f32) at the mean decode position prompt + gen/2: the "+KV" columns,
+# and "of floor with KV" = decode tok/s / (bandwidth / (weights + KV bytes)).
 #   bench/cpu_bench.sh [build-dir] > table.md
 # Env: REPEAT (default 5), PROMPT (512), GEN (128), THREADS ("1 2"), WORK (/tmp/lmscope-bench),
 #      FORMATS ("bf16 fp8 fp8h int4 int4h").
@@ -76,7 +77,8 @@ for b in json.load(open(sys.argv[4]))["benchmarks"]:
         bw[int(b["run_name"].split("/")[1])] = b["bytes_per_second"]
 floor = bw.get(j["threads"], 0) / per_token if per_token else 0
 kv_dim = cfg["num_key_value_heads"] * cfg.get("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
-kv = cfg["num_hidden_layers"] * 2 * kv_dim * 4 * (int(sys.argv[5]) + int(sys.argv[6]) / 2)
+kv_bytes = 4 if os.environ.get("LMSCOPE_KV_CACHE") == "f32" else 2
+kv = cfg["num_hidden_layers"] * 2 * kv_dim * kv_bytes * (int(sys.argv[5]) + int(sys.argv[6]) / 2)
 floor_kv = bw.get(j["threads"], 0) / (per_token + kv) if per_token else 0
 d = j["decode_tok_s"]
 print("| %s | %d | %.3f GB | %.1f | %.1f | %.1f | %.1f | %.0f%% | %.3f GB | %.0f%% |" % (fmt, j["threads"],

@@ -133,7 +133,7 @@ void trace_command(const TraceOptions& o) {
                                                    o.exact ? "exact: f32 activations" : "fast: 16-bit GEMM activations for T > 8"));
         dev.prefill(0, ids.data(), T, logits.data(), all_logits, &rec);
     } else {
-        KVCache cache = model.new_cache(T);
+        KVCache cache = model.new_cache(T, DType::F32);  // the model's f32 math, without the f16 cache's rounding
         model.forward(ids.data(), T, cache, logits.data(), all_logits, &rec);
     }
 

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "core/error.h"
@@ -34,11 +35,29 @@ DecoderModel::DecoderModel(ModelConfig cfg, Checkpoint ckpt) : cfg_(std::move(cf
     inv_freq_ = rope_inv_freq(cfg_.rope, cfg_.head_dim);
 }
 
-KVCache DecoderModel::new_cache(int64_t capacity) const {
+DType default_kv_cache_dtype() {
+    static const DType dt = [] {
+        const char* e = std::getenv("LMSCOPE_KV_CACHE");
+        if (!e || std::strcmp(e, "f16") == 0) return DType::F16;
+        if (std::strcmp(e, "f32") == 0) return DType::F32;
+        fail("LMSCOPE_KV_CACHE={}: expected f16 or f32", e);
+    }();
+    return dt;
+}
+
+KVCache DecoderModel::new_cache(int64_t capacity, DType dtype) const {
+    if (dtype != DType::F32 && dtype != DType::F16) fail("KV cache dtype {}: expected F32 or F16", dtype_name(dtype));
     KVCache c;
     c.capacity = capacity;
-    c.k.assign(static_cast<size_t>(cfg_.num_layers), std::vector<float>(static_cast<size_t>(capacity * cfg_.kv_dim())));
-    c.v.assign(static_cast<size_t>(cfg_.num_layers), std::vector<float>(static_cast<size_t>(capacity * cfg_.kv_dim())));
+    c.dtype = dtype;
+    const size_t layers = static_cast<size_t>(cfg_.num_layers), n = static_cast<size_t>(capacity * cfg_.kv_dim());
+    if (dtype == DType::F32) {
+        c.k.assign(layers, std::vector<float>(n));
+        c.v.assign(layers, std::vector<float>(n));
+    } else {
+        c.k16.assign(layers, std::vector<uint16_t>(n));
+        c.v16.assign(layers, std::vector<uint16_t>(n));
+    }
     return c;
 }
 
@@ -80,9 +99,11 @@ void DecoderModel::forward(const int32_t* ids, int64_t T, KVCache& cache, float*
 
         rms_norm(x, T, H, L.input_norm, eps, h);  // (T, H)
         show(obs, nm("input_layernorm"), h, {T, H});
-        linear(h, T, L.q, q);  // (T, Hq*D)
-        linear(h, T, L.k, k);  // (T, Hkv*D)
-        linear(h, T, L.v, v);  // (T, Hkv*D)
+        {  // q (T, Hq*D), k and v (T, Hkv*D): one thread-pool round trip when decoding
+            const Linear* ws[3] = {&L.q, &L.k, &L.v};
+            float* ys[3] = {q, k, v};
+            linear_shared_input(h, T, ws, ys, 3);
+        }
         show(obs, nm("self_attn.q_proj"), q, {T, QD});
         show(obs, nm("self_attn.k_proj"), k, {T, KVD});
         show(obs, nm("self_attn.v_proj"), v, {T, KVD});
@@ -97,14 +118,29 @@ void DecoderModel::forward(const int32_t* ids, int64_t T, KVCache& cache, float*
         show(obs, nm("self_attn.q_rope"), q, {T, Hq, D});
         show(obs, nm("self_attn.k_rope"), k, {T, Hkv, D});
 
-        float* kc = cache.k[static_cast<size_t>(l)].data();
-        float* vc = cache.v[static_cast<size_t>(l)].data();
-        std::memcpy(kc + pos0 * KVD, k, sizeof(float) * static_cast<size_t>(T * KVD));
-        std::memcpy(vc + pos0 * KVD, v, sizeof(float) * static_cast<size_t>(T * KVD));
         const AttentionShape as{T, pos0, Hq, Hkv, D, 1.0f / std::sqrt(static_cast<float>(D))};
-        attention(q, kc, vc, as, att);  // (T, Hq*D)
+        const float* keys = nullptr;  // the cache's keys as f32, for the attention probe
+        if (cache.dtype == DType::F32) {
+            float* kc = cache.k[static_cast<size_t>(l)].data();
+            float* vc = cache.v[static_cast<size_t>(l)].data();
+            std::memcpy(kc + pos0 * KVD, k, sizeof(float) * static_cast<size_t>(T * KVD));
+            std::memcpy(vc + pos0 * KVD, v, sizeof(float) * static_cast<size_t>(T * KVD));
+            attention(q, kc, vc, as, att);  // (T, Hq*D)
+            keys = kc;
+        } else {
+            uint16_t* kc = cache.k16[static_cast<size_t>(l)].data();
+            uint16_t* vc = cache.v16[static_cast<size_t>(l)].data();
+            to_f16_saturated(k, T * KVD, kc + pos0 * KVD);
+            to_f16_saturated(v, T * KVD, vc + pos0 * KVD);
+            attention(q, kc, vc, as, att);  // (T, Hq*D)
+            if (obs) {
+                kf_.resize(static_cast<size_t>((pos0 + T) * KVD));
+                convert(kc, DType::F16, kf_.data(), DType::F32, kf_.size());
+                keys = kf_.data();
+            }
+        }
         // scores / softmax probabilities exist only when the observer asks (trace/attention_probe.h)
-        if (obs) observe_attention(obs, fmt::format("model.layers.{}.self_attn.", l), q, kc, as);
+        if (obs) observe_attention(obs, fmt::format("model.layers.{}.self_attn.", l), q, keys, as);
         show(obs, nm("self_attn.attn_output"), att, {T, Hq, D});
         linear(att, T, L.o, h);  // (T, H)
         show(obs, nm("self_attn.o_proj"), h, {T, H});
@@ -113,8 +149,11 @@ void DecoderModel::forward(const int32_t* ids, int64_t T, KVCache& cache, float*
 
         rms_norm(x, T, H, L.post_norm, eps, h);
         show(obs, nm("post_attention_layernorm"), h, {T, H});
-        linear(h, T, L.gate, gate_.data());  // (T, I)
-        linear(h, T, L.up, up_.data());      // (T, I)
+        {  // gate, up (T, I)
+            const Linear* ws[2] = {&L.gate, &L.up};
+            float* ys[2] = {gate_.data(), up_.data()};
+            linear_shared_input(h, T, ws, ys, 2);
+        }
         show(obs, nm("mlp.gate_proj"), gate_.data(), {T, I});
         show(obs, nm("mlp.up_proj"), up_.data(), {T, I});
         silu_mul(gate_.data(), up_.data(), T * I, gate_.data());

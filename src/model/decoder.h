@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/weights.h"
@@ -17,12 +18,21 @@
 
 namespace lmscope {
 
-/** Per-layer K and V of every position seen so far: k[l], v[l] are (capacity, kv_dim). */
+/**
+ * Per-layer K and V of every position seen so far, (capacity, kv_dim) per layer: in f32 (k, v) or, by
+ * default, IEEE f16 (k16, v16; half the bytes a decode step reads, attention converts in registers).
+ * LMSCOPE_KV_CACHE=f32 makes f32 the default.
+ */
 struct KVCache {
     int64_t capacity = 0;
     int64_t len = 0;
-    std::vector<std::vector<float>> k, v;
+    DType dtype = DType::F16;  // F32 or F16
+    std::vector<std::vector<float>> k, v;          // dtype F32
+    std::vector<std::vector<uint16_t>> k16, v16;  // dtype F16
 };
+
+/** The KV cache dtype new_cache picks: F16 unless LMSCOPE_KV_CACHE=f32. */
+DType default_kv_cache_dtype();
 
 class DecoderModel {
 public:
@@ -34,7 +44,9 @@ public:
     const ModelWeights& weights() const { return w_; }
     const Checkpoint& checkpoint() const { return ckpt_; }
 
-    KVCache new_cache(int64_t capacity) const;
+    KVCache new_cache(int64_t capacity) const { return new_cache(capacity, default_kv_cache_dtype()); }
+    /** dtype F32 or F16. */
+    KVCache new_cache(int64_t capacity, DType dtype) const;
 
     /**
      * Runs T new tokens at positions cache.len .. cache.len+T-1 and appends their K/V.
@@ -53,6 +65,7 @@ private:
     // scratch, grown to the largest T seen; reused so decoding allocates nothing
     int64_t ws_tokens_ = 0;
     std::vector<float> x_, h_, q_, k_, v_, att_, gate_, up_, cos_, sin_;
+    std::vector<float> kf_;  // the keys of an f16 cache as f32, for the attention probe of a trace
 };
 
 }  // namespace lmscope

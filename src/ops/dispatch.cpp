@@ -51,10 +51,17 @@ void linear(const float* x, int64_t T, const Linear& w, float* y) {
     }
     reference_mode() ? linear_ref(x, T, w, y) : linear_cpu(x, T, w, y);
 }
+void linear_shared_input(const float* x, int64_t T, const Linear* const* ws, float* const* ys, int n) {
+    if (!reference_mode()) return linear_shared_input_cpu(x, T, ws, ys, n);
+    for (int i = 0; i < n; ++i) linear(x, T, *ws[i], ys[i]);
+}
 void rope(float* x, int64_t T, int64_t H, int64_t D, const float* cos, const float* sin) {
     reference_mode() ? rope_ref(x, T, H, D, cos, sin) : rope_cpu(x, T, H, D, cos, sin);
 }
 void attention(const float* q, const float* k, const float* v, const AttentionShape& s, float* out) {
+    reference_mode() ? attention_ref(q, k, v, s, out) : attention_cpu(q, k, v, s, out);
+}
+void attention(const float* q, const uint16_t* k, const uint16_t* v, const AttentionShape& s, float* out) {
     reference_mode() ? attention_ref(q, k, v, s, out) : attention_cpu(q, k, v, s, out);
 }
 void silu_mul(const float* gate, const float* up, int64_t n, float* out) {

@@ -35,6 +35,14 @@ void linear_cpu(const float* x, int64_t T, const Linear& w, float* y);
 void linear(const float* x, int64_t T, const Linear& w, float* y);
 
 /**
+ * ys[i] = x W_i^T + b_i for n <= 4 linears of any format that read the same x (T, in): q/k/v, gate/up.
+ * The fast decode (T < 4) runs them in one parallel_for (ops/cpu/linear_decode.h); otherwise, and in
+ * reference mode, it is n calls of linear().
+ */
+void linear_shared_input_cpu(const float* x, int64_t T, const Linear* const* ws, float* const* ys, int n);
+void linear_shared_input(const float* x, int64_t T, const Linear* const* ws, float* const* ys, int n);
+
+/**
  * Block-FP8 linear (w.format == LinearFormat::Fp8Block): y = x W^T + b with W read as F8_E4M3 codes and
  * the block scale applied on the fly (W[o, i] = f32(code) * scale[o / block_out, i / block_in]); the
  * weight is never expanded. Default weight-only: x stays f32 and the result reproduces the linear over
@@ -73,6 +81,16 @@ struct AttentionShape {
 void attention_ref(const float* q, const float* k, const float* v, const AttentionShape& s, float* out);
 void attention_cpu(const float* q, const float* k, const float* v, const AttentionShape& s, float* out);
 void attention(const float* q, const float* k, const float* v, const AttentionShape& s, float* out);
+/** The same over a 16-bit KV cache: k, v hold IEEE binary16 values (converted to f32 as they are read). */
+void attention_ref(const float* q, const uint16_t* k, const uint16_t* v, const AttentionShape& s, float* out);
+void attention_cpu(const float* q, const uint16_t* k, const uint16_t* v, const AttentionShape& s, float* out);
+void attention(const float* q, const uint16_t* k, const uint16_t* v, const AttentionShape& s, float* out);
+
+/**
+ * out (n) = x rounded to IEEE f16 (nearest even), values beyond +-65504 (infinities too) saturated to +-65504, NaN kept:
+ * how the decoder stores K and V in a 16-bit cache. Exact, so it has no reference twin.
+ */
+void to_f16_saturated(const float* x, int64_t n, uint16_t* out);
 
 /** out (n) = silu(gate) * up. */
 void silu_mul_ref(const float* gate, const float* up, int64_t n, float* out);

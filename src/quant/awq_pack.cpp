@@ -57,14 +57,21 @@ inline uint32_t pack8(const uint8_t* codes8) {  // codes of logical columns 0..7
 
 Tensor awq_tile_qweight(const Tensor& qweight) {
     LMS_CHECK(qweight.dtype() == DType::I32 && qweight.shape().size() == 2);
-    const int64_t in = qweight.dim(0), pc = qweight.dim(1), nt = (pc + kAwqTile - 1) / kAwqTile;
-    Tensor t = Tensor::zeros(DType::I32, {nt, in, kAwqTile});
+    const int64_t in = qweight.dim(0), pc = qweight.dim(1), out = pc * 8;
+    if (in % kAwqTileRows != 0) return Tensor();
+    const int64_t nt = (out + kAwqTileCols - 1) / kAwqTileCols, nb = in / kAwqTileRows;
+    Tensor t = Tensor::zeros(DType::I32, {nt, nb, kAwqTileCols});
     const int32_t* src = qweight.data<int32_t>();
-    int32_t* dst = t.data_mut<int32_t>();
-    for (int64_t ti = 0; ti < nt; ++ti) {
-        const int64_t j0 = ti * kAwqTile, nj = std::min(kAwqTile, pc - j0);
-        for (int64_t k = 0; k < in; ++k)
-            std::memcpy(dst + (ti * in + k) * kAwqTile, src + k * pc + j0, static_cast<size_t>(nj) * sizeof(int32_t));
+    auto* dst = reinterpret_cast<uint32_t*>(t.data_mut<int32_t>());
+    for (int64_t k = 0; k < in; ++k) {
+        const int64_t b = k / kAwqTileRows, shift = 4 * (k % kAwqTileRows);
+        for (int64_t c = 0; c < pc; ++c) {
+            const auto v = static_cast<uint32_t>(src[k * pc + c]);
+            for (int i = 0; i < 8; ++i) {  // nibble i holds logical column 8 c + kAwqOrder[i]
+                const int64_t n = 8 * c + kAwqOrder[i];
+                dst[((n / kAwqTileCols) * nb + b) * kAwqTileCols + n % kAwqTileCols] |= ((v >> (4 * i)) & 15u) << shift;
+            }
+        }
     }
     return t;
 }

@@ -63,14 +63,16 @@ struct AwqPacked {
 };
 AwqPacked awq_pack(const AwqQuantized& qr);
 
-/** Packed int32 per column tile of awq_tile_qweight's layout (256 output columns, 128 bytes per row). */
-inline constexpr int64_t kAwqTile = 32;
+/** Output columns per tile and input rows per block of awq_tile_qweight's layout (one 64-byte block). */
+inline constexpr int64_t kAwqTileCols = 16;
+inline constexpr int64_t kAwqTileRows = 8;
 /**
- * qweight (in, pc) I32 regrouped for streaming by output-column tile, for the CPU GEMV: tile t holds packed
- * columns kAwqTile t .. kAwqTile t + kAwqTile - 1 of every row, rows contiguous:
- * out[(t * in + k) * kAwqTile + j] = qweight[k, kAwqTile t + j] (0 past pc). Same int32s, same nibble order;
- * shape (ceil(pc / kAwqTile), in, kAwqTile). The gemm layout gives a tile 128 bytes every 4 pc bytes, which
- * the hardware prefetchers follow poorly (one core, 3072 x 1024: 19 GB/s there, 26.6 GB/s tiled).
+ * qweight (in, pc) I32 regrouped for the CPU decode GEMV's integer dot products (ops/cpu/awq_rows_avx512.cpp):
+ * tile t = output columns 16 t .. 16 t + 15, block b = input rows 8 b .. 8 b + 7; int32 lane j of block (t, b)
+ * holds the 8 codes of column 16 t + j, row 8 b + i at bits 4 i (logical column order, no AWQ permutation):
+ * out[(t * in / 8 + b) * 16 + j]; shape (ceil(out / 16), in / 8, 16), columns past out are code 0. The same
+ * bytes as qweight; a tile's blocks are contiguous, so a column range streams sequentially. An undefined
+ * tensor when in % 8 != 0 (the GEMV then reads the gemm layout).
  */
 Tensor awq_tile_qweight(const Tensor& qweight);
 

@@ -180,7 +180,7 @@ AwqQuantizeSummary awq_quantize_checkpoint(const std::string& in_dir, const std:
             DecoderModel model(cfg, ckpt);
             ProgressBar cb("awq calibration", static_cast<double>(P.n / P.seq), "blocks");
             for (int64_t b = 0; b < P.n / P.seq; ++b) {
-                KVCache cache = model.new_cache(P.seq);
+                KVCache cache = model.new_cache(P.seq, DType::F32);  // calibration statistics in f32, as before
                 model.forward(ids.data() + b * P.seq, P.seq, cache, nullptr, false, P.stats.get());
                 if (opt.progress) cb.set(static_cast<double>(b + 1));
             }

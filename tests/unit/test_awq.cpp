@@ -61,7 +61,7 @@ double rel(const std::vector<float>& a, const std::vector<float>& b) {
 std::vector<float> logits_of(const std::string& dir, const std::vector<int32_t>& ids) {
     DecoderModel m = DecoderModel::load(dir);
     const int64_t T = static_cast<int64_t>(ids.size());
-    KVCache c = m.new_cache(T);
+    KVCache c = m.new_cache(T, DType::F32);  // f32 K/V: the comparisons are with f32 math
     std::vector<float> lg(static_cast<size_t>(T * m.config().vocab_size));
     m.forward(ids.data(), T, c, lg.data(), true);
     return lg;

@@ -136,7 +136,7 @@ std::string quant_model_dir(const std::string& p, int64_t group) {
 
 std::vector<float> cpu_logits(DecoderModel& host, const std::vector<int32_t>& ids) {
     const int64_t T = static_cast<int64_t>(ids.size());
-    KVCache c = host.new_cache(T);
+    KVCache c = host.new_cache(T, DType::F32);  // the host oracle: f32 K/V
     std::vector<float> y(static_cast<size_t>(T * host.config().vocab_size));
     host.forward(ids.data(), T, c, y.data(), true);
     return y;
@@ -227,7 +227,7 @@ TEST(CudaTrace, SameTensorsAsCpuTrace) {
         TraceRecorder cpu_rec;
         std::vector<float> logits(static_cast<size_t>(T * V));
         {
-            KVCache c = host.new_cache(T);
+            KVCache c = host.new_cache(T, DType::F32);
             host.forward(ids.data(), T, c, logits.data(), true, &cpu_rec);
         }
         for (bool exact : {true, false}) {

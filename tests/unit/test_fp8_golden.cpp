@@ -43,7 +43,7 @@ std::vector<int32_t> ids_of(const SafetensorsFile& g) {
 
 std::vector<float> logits_of(DecoderModel& m, const std::vector<int32_t>& ids) {
     const int64_t T = static_cast<int64_t>(ids.size()), V = m.config().vocab_size;
-    KVCache c = m.new_cache(T);
+    KVCache c = m.new_cache(T, DType::F32);  // f32 K/V: the comparisons are with f32 math
     std::vector<float> out(static_cast<size_t>(T * V));
     m.forward(ids.data(), T, c, out.data(), true);
     return out;

@@ -52,7 +52,7 @@ void check_case(const std::string& name) {
     std::vector<int32_t> ids = golden_ids(g);
     const int64_t T = static_cast<int64_t>(ids.size()), V = model.config().vocab_size;
 
-    KVCache cache = model.new_cache(T);
+    KVCache cache = model.new_cache(T, DType::F32);  // f32 K/V, as transformers in f32
     std::vector<float> logits(static_cast<size_t>(T * V));
     HiddenCollector hid;
     model.forward(ids.data(), T, cache, logits.data(), true, &hid);
@@ -83,26 +83,57 @@ TEST_P(Golden, LogitsMatchTransformersReference) {
     set_reference_mode(false);
 }
 
-// Decoding token by token through the KV cache gives the logits of a full recomputation.
-TEST_P(Golden, KvCacheMatchesFullRecompute) {
-    const std::string dir = golden_dir(GetParam());
-    DecoderModel model = DecoderModel::load(dir);
-    SafetensorsFile g = SafetensorsFile::open(dir + "/golden.safetensors");
-    std::vector<int32_t> ids = golden_ids(g);
-    const int64_t T = static_cast<int64_t>(ids.size()), V = model.config().vocab_size;
-    std::vector<float> full(static_cast<size_t>(T * V));
-    KVCache c1 = model.new_cache(T);
-    model.forward(ids.data(), T, c1, full.data(), true);
+namespace {
 
-    // prefill a prefix of 5 (4 tokens exercises the blocked GEMM path), then one token at a time
-    KVCache c2 = model.new_cache(T);
-    const int64_t P = 5;
-    std::vector<float> inc(static_cast<size_t>(T * V));
-    model.forward(ids.data(), P, c2, inc.data(), true);
-    for (int64_t t = P; t < T; ++t) model.forward(ids.data() + t, 1, c2, inc.data() + t * V, false);
-    std::vector<double> fd(full.begin(), full.end());
-    EXPECT_LE(rel_error(inc, fd), 1e-5);
-    EXPECT_EQ(c2.len, T);
+// Logits of every position: the first P tokens prefilled in one call, the rest decoded one at a time.
+std::vector<float> prefill_then_decode(DecoderModel& model, const std::vector<int32_t>& ids, int64_t P, DType kv) {
+    const int64_t T = static_cast<int64_t>(ids.size()), V = model.config().vocab_size;
+    KVCache c = model.new_cache(T, kv);
+    std::vector<float> lg(static_cast<size_t>(T * V));
+    model.forward(ids.data(), P, c, lg.data(), true);
+    for (int64_t t = P; t < T; ++t) model.forward(ids.data() + t, 1, c, lg.data() + t * V, false);
+    EXPECT_EQ(c.len, T);
+    return lg;
+}
+
+std::vector<int32_t> golden_ids_of(const std::string& name) {
+    return golden_ids(SafetensorsFile::open(golden_dir(name) + "/golden.safetensors"));
+}
+
+}  // namespace
+
+// Decoding token by token through the KV cache gives the logits of a full recomputation. With the f16
+// cache the prefill GEMM and the decode GEMV round a key differently at times, and one f16 ulp is 2^-11
+// relative: hence the looser bound.
+TEST_P(Golden, KvCacheMatchesFullRecompute) {
+    DecoderModel model = DecoderModel::load(golden_dir(GetParam()));
+    const std::vector<int32_t> ids = golden_ids_of(GetParam());
+    for (DType kv : {DType::F32, DType::F16}) {
+        const std::vector<float> full = prefill_then_decode(model, ids, static_cast<int64_t>(ids.size()), kv);
+        // a prefix of 5 (4 tokens exercises the blocked GEMM path), then one token at a time
+        const std::vector<float> inc = prefill_then_decode(model, ids, 5, kv);
+        EXPECT_LE(rel_error(inc, std::vector<double>(full.begin(), full.end())), kv == DType::F32 ? 1e-5 : 3e-4)
+            << dtype_name(kv);
+    }
+}
+
+// The default f16 KV cache (issue 8: half the bytes a decode step reads) stays within 2e-3 relative of
+// the f32 cache's logits, fast and reference ops both (the same size as its distance to transformers
+// in f32; printed below).
+TEST_P(Golden, F16KvCacheCloseToF32) {
+    DecoderModel model = DecoderModel::load(golden_dir(GetParam()));
+    const std::vector<int32_t> ids = golden_ids_of(GetParam());
+    ASSERT_EQ(model.new_cache(1).dtype, DType::F16);
+    for (bool ref : {false, true}) {
+        set_reference_mode(ref);
+        // a prefix of 9 (the blocked attention from 8 tokens), then decode: both attention paths read the cache
+        const std::vector<float> lf = prefill_then_decode(model, ids, 9, DType::F32);
+        const std::vector<float> lh = prefill_then_decode(model, ids, 9, DType::F16);
+        const double e = rel_error(lh, std::vector<double>(lf.begin(), lf.end()));
+        EXPECT_LE(e, 2e-3) << (ref ? "reference" : "fast");
+        fmt::print("  {} ({}): f16 vs f32 KV cache logits rel err {:.3g}\n", GetParam(), ref ? "ref" : "fast", e);
+    }
+    set_reference_mode(false);
 }
 
 INSTANTIATE_TEST_SUITE_P(Checkpoints, Golden,

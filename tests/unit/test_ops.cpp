@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -54,6 +55,17 @@ double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
         mr = std::max(mr, std::abs(double(b[i])));
     }
     return md / (1e-6 + mr);
+}
+
+// y equals want element by element, NaN where want is NaN.
+void expect_same_values(const std::vector<float>& y, const std::vector<float>& want) {
+    ASSERT_EQ(y.size(), want.size());
+    for (size_t i = 0; i < y.size(); ++i) {
+        ASSERT_EQ(std::isnan(y[i]), std::isnan(want[i])) << i;
+        if (!std::isnan(want[i])) {
+            ASSERT_EQ(y[i], want[i]) << i;
+        }
+    }
 }
 
 // Block-FP8 linear (out, in) from random weights; some codes replaced so that every E4M3 code except
@@ -155,12 +167,7 @@ TEST_P(OpsVsRef, LinearFp8NonFiniteInput) {
         std::vector<float> y(9), yr(9);
         linear_fp8_cpu(x.data(), 1, w, y.data());
         linear_fp8_ref(x.data(), 1, w, yr.data());
-        for (int i = 0; i < 9; ++i) {
-            ASSERT_EQ(std::isnan(y[i]), std::isnan(yr[i])) << i;
-            if (!std::isnan(yr[i])) {
-                ASSERT_EQ(y[i], yr[i]) << i;  // +-inf
-            }
-        }
+        expect_same_values(y, yr);  // +-inf, NaN
     }
 }
 
@@ -181,6 +188,56 @@ TEST_P(OpsVsRef, LinearAwq) {
                     << "T=" << T << " out=" << c.out << " in=" << c.in << " g=" << c.g << " f32 scales " << f32_scales
                     << " tiles " << tiles;
             }
+}
+
+// Linears of every format on one input in one call (q/k/v, gate/up in the decoder): each output as its
+// own linear_ref, decode (one parallel_for for all) and prefill (separate calls).
+TEST_P(OpsVsRef, LinearSharedInput) {
+    const int64_t in = 256;
+    const Linear ws[4] = {Linear::dense("d", tensor_of(randn(33 * in, rng_, 0.1f), {33, in}, DType::BF16),
+                                        tensor_of(randn(33, rng_), {33}, DType::F32)),
+                          fp8_linear(40, in, {128, 128}, true, rng_), awq_linear(136, in, 64, true, false, true, rng_),
+                          awq_linear(24, in, 32, false, true, false, rng_)};
+    for (int64_t T : {1, 2, 3, 5}) {
+        for (int n : {2, 4}) {
+            auto x = randn(T * in, rng_);
+            std::vector<std::vector<float>> y, yr;
+            const Linear* wp[4];
+            float* yp[4];
+            for (int i = 0; i < n; ++i) {
+                y.push_back(poisoned(T * ws[i].out()));
+                yr.push_back(poisoned(T * ws[i].out()));
+                wp[i] = &ws[i];
+            }
+            for (int i = 0; i < n; ++i) yp[i] = y[static_cast<size_t>(i)].data();
+            linear_shared_input_cpu(x.data(), T, wp, yp, n);
+            linear_ref(x.data(), T, ws[0], yr[0].data());
+            linear_fp8_ref(x.data(), T, ws[1], yr[1].data());
+            if (n == 4) {
+                linear_awq_ref(x.data(), T, ws[2], yr[2].data());
+                linear_awq_ref(x.data(), T, ws[3], yr[3].data());
+            }
+            for (int i = 0; i < n; ++i)
+                ASSERT_LE(max_rel_diff(y[static_cast<size_t>(i)], yr[static_cast<size_t>(i)]),
+                          i >= 2 && T < 4 ? kTolAwqGemv : kTol)
+                    << "T=" << T << " linear " << i << " of " << n;
+        }
+    }
+}
+
+// A non-finite input cannot be quantised for the integer GEMV: it takes the f32 GEMV, the same output as
+// without the tiled copy (whose non-finite pattern is its own: the zero point is factored out per group).
+TEST_P(OpsVsRef, LinearAwqNonFiniteInput) {
+    std::mt19937 r1(7), r2(7);
+    const Linear wt = awq_linear(40, 256, 64, false, false, true, r1), wg = awq_linear(40, 256, 64, false, false, false, r2);
+    for (float bad : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
+        auto x = randn(256, rng_);
+        x[200] = bad;
+        std::vector<float> y(40), yg(40);
+        linear_awq_cpu(x.data(), 1, wt, y.data());
+        linear_awq_cpu(x.data(), 1, wg, yg.data());
+        expect_same_values(y, yg);
+    }
 }
 
 TEST_P(OpsVsRef, RmsNorm) {
@@ -214,7 +271,10 @@ TEST_P(OpsVsRef, Attention) {
     for (Case c : {Case{1, 0, 1, 1, 8}, Case{7, 0, 4, 2, 16}, Case{1, 130, 6, 2, 32}, Case{5, 61, 2, 1, 128},
                    Case{33, 100, 3, 3, 7}, Case{129, 0, 2, 1, 64},
                    // T >= 8: the blocked path (48-query blocks, 128-key chunks) at its edges
-                   Case{8, 0, 2, 1, 128}, Case{48, 0, 4, 2, 128}, Case{50, 300, 4, 2, 33}, Case{97, 31, 2, 2, 16}}) {
+                   Case{8, 0, 2, 1, 128}, Case{48, 0, 4, 2, 128}, Case{50, 300, 4, 2, 33}, Case{97, 31, 2, 2, 16},
+                   // decode (T < 8) at the AVX-512 kernel's edges: Qwen3's 16 / 8 heads of 128 over 2 chunks and
+                   // a tail, two head blocks with a partial one (20 heads), groups of 3 (a pair and one), D 48
+                   Case{1, 600, 16, 8, 128}, Case{2, 77, 20, 4, 64}, Case{1, 40, 6, 2, 48}, Case{3, 0, 18, 6, 112}}) {
         const int64_t S = c.pos0 + c.T;
         auto q = randn(c.T * c.Hq * c.D, rng_), k = randn(S * c.Hkv * c.D, rng_), v = randn(S * c.Hkv * c.D, rng_);
         AttentionShape as{c.T, c.pos0, c.Hq, c.Hkv, c.D, 1.0f / std::sqrt(static_cast<float>(c.D))};
@@ -222,11 +282,39 @@ TEST_P(OpsVsRef, Attention) {
         attention_cpu(q.data(), k.data(), v.data(), as, o.data());
         attention_ref(q.data(), k.data(), v.data(), as, orf.data());
         ASSERT_LE(max_rel_diff(o, orf), kTol) << "T=" << c.T << " pos0=" << c.pos0 << " D=" << c.D;
+        // a 16-bit cache: the same keys and values stored as f16, both paths reading them
+        std::vector<uint16_t> k16(k.size()), v16(v.size());
+        to_f16_saturated(k.data(), static_cast<int64_t>(k.size()), k16.data());
+        to_f16_saturated(v.data(), static_cast<int64_t>(v.size()), v16.data());
+        auto o16 = poisoned(c.T * c.Hq * c.D), orf16 = poisoned(c.T * c.Hq * c.D);
+        attention_cpu(q.data(), k16.data(), v16.data(), as, o16.data());
+        attention_ref(q.data(), k16.data(), v16.data(), as, orf16.data());
+        ASSERT_LE(max_rel_diff(o16, orf16), kTol) << "f16 T=" << c.T << " pos0=" << c.pos0 << " D=" << c.D;
+        // and f16 rounding of K and V (relative 2^-11 each) moves the output by well under 1e-2
+        ASSERT_LE(max_rel_diff(orf16, orf), 1e-2) << "f16 vs f32 T=" << c.T << " pos0=" << c.pos0;
     }
 }
 
+TEST_P(OpsVsRef, ToF16Saturated) {
+    auto x = randn(1037, rng_, 3.0f);
+    x[3] = 1e6f, x[4] = -1e6f, x[5] = 65519.0f, x[6] = 65520.0f, x[7] = 1e-7f, x[8] = -0.0f;
+    x[9] = std::numeric_limits<float>::infinity(), x[10] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<uint16_t> h(x.size());
+    to_f16_saturated(x.data(), static_cast<int64_t>(x.size()), h.data());
+    for (size_t i = 0; i < x.size(); ++i) {
+        if (i == 10) {
+            ASSERT_TRUE(std::isnan(f16_to_f32(h[i])));
+            continue;
+        }
+        ASSERT_EQ(h[i], f32_to_f16(std::clamp(x[i], -65504.0f, 65504.0f))) << i << " " << x[i];
+    }
+    ASSERT_EQ(f16_to_f32(h[3]), 65504.0f);
+    ASSERT_EQ(f16_to_f32(h[6]), 65504.0f);
+    ASSERT_EQ(f16_to_f32(h[9]), 65504.0f);
+}
+
 TEST_P(OpsVsRef, SiluMulAndEmbedding) {
-    for (int64_t n : {1, 7, 4097}) {
+    for (int64_t n : {1, 7, 4097, 70001}) {  // (from 65536: split across threads)
         auto g = randn(n, rng_, 4.0f), u = randn(n, rng_);
         auto y = poisoned(n), yr = poisoned(n);
         silu_mul_cpu(g.data(), u.data(), n, y.data());

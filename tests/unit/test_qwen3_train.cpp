@@ -329,7 +329,7 @@ TEST(Qwen3TrainModel, LogitsEqualDecoderModelOnSavedCheckpoint) {
 
         DecoderModel dm = DecoderModel::load(out);
         for (int64_t b = 0; b < B; ++b) {
-            KVCache cache = dm.new_cache(T);
+            KVCache cache = dm.new_cache(T, DType::F32);
             std::vector<float> ref(T * V);
             dm.forward(ids.data() + b * T, T, cache, ref.data(), true);
             const std::vector<float> row(ours.begin() + b * T * V, ours.begin() + (b + 1) * T * V);

@@ -160,7 +160,7 @@ TEST(TraceStats, LayerStatsMatchTransformersHiddenStates) {
         for (double d : g.get("input_ids").to_f64_vector()) ids.push_back(static_cast<int32_t>(d));
         const int64_t T = static_cast<int64_t>(ids.size()), V = model.config().vocab_size, L = model.config().num_layers;
         TraceRecorder rec;
-        KVCache cache = model.new_cache(T);
+        KVCache cache = model.new_cache(T, DType::F32);  // as `lmscope trace` does
         std::vector<float> logits(static_cast<size_t>(T * V));
         model.forward(ids.data(), T, cache, logits.data(), true, &rec);
         for (int64_t i = 1; i <= L; ++i) {

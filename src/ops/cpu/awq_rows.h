@@ -18,23 +18,21 @@ namespace lmscope::awqcpu {
 
 struct AwqWeight {
     const int32_t* qw;  // qweight (in, pc): 8 nibbles per int32, logical column 8c + kAwqOrder[i] at bits 4i
-    const int32_t* tiles;  // the same int32s as awq_tile_qweight lays them out, or null
+    const int32_t* tiles;  // awq_tile_qweight's layout (for gemv_i16), or null
     const int32_t* qz;     // qzeros (ng, pc), packed like qweight
     const float* sf;       // scales (ng, out) as f32, or null when F16
     const uint16_t* sh;    // scales (ng, out) as F16 bits, or null
     int64_t in, out, pc, g, ng;
 };
 
-/** Where the GEMV reads packed column c (c % 8 == 0) of row 0, and the distance between rows. */
+/** Where the f32 GEMV reads packed column c (c % 8 == 0) of row 0 (gemm layout), and the distance between rows. */
 inline const int32_t* column_base(const AwqWeight& w, int64_t c, int64_t& row_stride) {
-    row_stride = w.tiles ? kAwqTile : w.pc;
-    return w.tiles ? w.tiles + (c / kAwqTile) * w.in * kAwqTile + c % kAwqTile : w.qw + c;
+    row_stride = w.pc;
+    return w.qw + c;
 }
 
-/** Packed int32 c of row k, from the tiled copy when there is one (c and c + 1 share a tile for even c). */
-inline const int32_t* packed_at(const AwqWeight& w, int64_t k, int64_t c) {
-    return w.tiles ? w.tiles + ((c / kAwqTile) * w.in + k) * kAwqTile + c % kAwqTile : w.qw + k * w.pc + c;
-}
+/** Packed int32 c of row k (gemm layout). */
+inline const int32_t* packed_at(const AwqWeight& w, int64_t k, int64_t c) { return w.qw + k * w.pc + c; }
 
 /** Wt[k, n] = (q - z) * s, exact in f32. */
 inline float weight_at(const AwqWeight& w, int64_t k, int64_t n) {
@@ -44,6 +42,25 @@ inline float weight_at(const AwqWeight& w, int64_t k, int64_t n) {
                               awq_unpack_nibble(w.qz + gi * w.pc, n)) *
            s;
 }
+
+/**
+ * The integer GEMV (AVX-512 VNNI): x quantised per group gi to int16, x ~ dx[gi] * xq (dx = max|x| / 32767,
+ * round to nearest), against the tiled codes with vpdpwssd (exact int32 sums);
+ *   y[n] = sum_gi s[gi, n] * dx[gi] * (sum_k xq[k] q[k, n] - z[gi, n] * xs[gi]),  xs[gi] = sum_k xq[k].
+ * The quantisation error of x is at most dx / 2 = max|x| / 65534 per input (relative ~1.5e-5 on y; the f32
+ * kernel's arithmetic does 3 ops per weight where this does about 1: issue 8's int4 decode was compute-bound).
+ */
+struct AwqX16 {
+    const int32_t* xp;  // (in / 2): per 8 inputs 8 b .., 4 pairs (xq[8 b + i] low, xq[8 b + 4 + i] high 16 bits)
+    const float* dx;    // (ng)
+    const int32_t* xs;  // (ng)
+};
+/** Whether gemv_i16 runs this weight here: tiles present, g % 8 == 0, g <= 1024, AVX-512 level with VNNI. */
+bool gemv_i16_fits(const AwqWeight& w);
+/** Fills the buffers of AwqX16 for one token (xp in / 2, dx and xs ng); false if x is not finite. */
+bool quantize_x16(const AwqWeight& w, const float* x, int32_t* xp, float* dx, int32_t* xs);
+/** y[n] for the output columns of tiles [t0, t1) (16 columns each; those past out are not written). */
+void gemv_i16(const AwqWeight& w, const AwqX16& x, int64_t t0, int64_t t1, float* y);
 
 /** Sums of x (in) over each group of g inputs, into xg (ng). */
 void group_sums(const AwqWeight& w, const float* x, float* xg);

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "ops/cpu/simd.h"
+#include "ops/cpu/softmax_exp.h"
 #include "ops/ops.h"
 
 namespace lmscope {
@@ -61,10 +62,14 @@ void rope_cpu(float* x, int64_t T, int64_t H, int64_t D, const float* cos, const
 }
 
 void silu_mul_cpu(const float* gate, const float* up, int64_t n, float* out) {
-    for (int64_t i = 0; i < n; ++i) {
-        const float g = gate[i];
-        out[i] = g / (1.0f + std::exp(-g)) * up[i];
-    }
+    // a decode step's 3072 scalar std::exp per layer were ~1-2% of it, serial between parallel GEMVs
+    const auto rows = [&](int64_t a, int64_t b, int) { simd::silu_mul_row(gate + a, up + a, b - a, out + a); };
+    if (n < 65536)
+        rows(0, n, 0);
+    else
+        ThreadPool::global().parallel_for(n, 4096, rows);
 }
+
+void to_f16_saturated(const float* x, int64_t n, uint16_t* out) { simd::f32_to_f16_row(x, n, out); }
 
 }  // namespace lmscope

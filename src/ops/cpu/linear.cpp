@@ -6,6 +6,7 @@
 
 #include "core/thread_pool.h"
 #include "ops/cpu/gemm.h"
+#include "ops/cpu/linear_decode.h"
 #include "ops/cpu/simd.h"
 #include "ops/ops.h"
 
@@ -15,23 +16,42 @@ namespace {
 float bias_at(const Linear& w, int64_t o) {
     return w.bias.defined() ? static_cast<float>(w.bias.at_f64(o)) : 0.0f;
 }
-}  // namespace
 
-void linear_cpu(const float* x, int64_t T, const Linear& w, float* y) {
+struct DenseDecode {
+    const float* x;
+    const Linear* w;
+    float* y;
+    int64_t T;
+};
+
+// rows [r0, r1) of every token: one fused convert + dot per row and token
+void dense_rows(const void* state, int64_t r0, int64_t r1) {
+    const auto& d = *static_cast<const DenseDecode*>(state);
+    const Linear& w = *d.w;
     const int64_t in = w.in(), out = w.out();
     const DType dt = w.weight.dtype();
     const size_t row_bytes = static_cast<size_t>(in) * dtype_size(dt);
     const auto* wbase = static_cast<const uint8_t*>(w.weight.raw());
-    ThreadPool& pool = ThreadPool::global();
+    for (int64_t o = r0; o < r1; ++o) {
+        const void* row = wbase + static_cast<size_t>(o) * row_bytes;
+        for (int64_t t = 0; t < d.T; ++t) d.y[t * out + o] = simd::dot_weight_row(d.x + t * in, row, dt, in) + bias_at(w, o);
+    }
+}
+}  // namespace
+
+decode::Job decode::dense_job(const float* x, int64_t T, const Linear& w, float* y, int slot) {
+    thread_local DenseDecode states[kMaxJobs];
+    states[slot] = {x, &w, y, T};
+    return {w.out(), 16, &states[slot], dense_rows};
+}
+
+void linear_cpu(const float* x, int64_t T, const Linear& w, float* y) {
+    const int64_t in = w.in(), out = w.out();
+    const DType dt = w.weight.dtype();
 
     if (T < 4) {
-        pool.parallel_for(out, 16, [&](int64_t r0, int64_t r1, int) {
-            for (int64_t o = r0; o < r1; ++o) {
-                const void* row = wbase + static_cast<size_t>(o) * row_bytes;
-                for (int64_t t = 0; t < T; ++t)
-                    y[t * out + o] = simd::dot_weight_row(x + t * in, row, dt, in) + bias_at(w, o);
-            }
-        });
+        const decode::Job j = decode::dense_job(x, T, w, y, 0);
+        decode::run_jobs(&j, 1);
         return;
     }
 

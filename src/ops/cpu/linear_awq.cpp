@@ -1,6 +1,7 @@
 // Fast CPU AWQ int4 linear (AutoAWQ gemm layout, read in place), y (T, out) = x (T, in) Wt + b.
-// Decode (T < 4): the int4 GEMV of awq_rows.h (nibbles converted in registers, zero point factored out
-// per group), threads split the output columns, so the packed weights are streamed once.
+// Decode (T < 4): with AVX-512 VNNI and the tiled copy, the integer GEMV of awq_rows.h (x to int16 per
+// group, vpdpwssd on the codes); otherwise the f32 GEMV (nibbles converted in registers, zero point
+// factored out per group). Threads split the output columns, so the packed weights are streamed once.
 // Prefill: the blocked GEMM of gemm.cpp with a loader that dequantises rows of Wt ((q - z) * s, exact
 // in f32) while the weight panels are packed: the int4 decode is amortised over the T tokens and the
 // register-tiled kernel does the FLOPs, as for BF16.
@@ -11,15 +12,19 @@
 #include "core/thread_pool.h"
 #include "ops/cpu/awq_rows.h"
 #include "ops/cpu/gemm.h"
+#include "ops/cpu/linear_decode.h"
 #include "ops/cpu/simd.h"
 #include "quant/awq.h"
+#include "quant/awq_pack.h"
 
 namespace lmscope {
 
-void linear_awq_cpu(const float* x, int64_t T, const Linear& w, float* y) {
+namespace {
+
+awqcpu::AwqWeight awq_weight(const Linear& w) {
     LMS_CHECK(w.format == LinearFormat::AwqInt4 && w.weight.dtype() == DType::I32);
     LMS_CHECK(w.scale.dtype() == DType::F16 || w.scale.dtype() == DType::F32);
-    const int64_t in = w.in(), out = w.out(), g = w.group_size, pc = out / 8, ng = in / g;
+    const int64_t in = w.in(), out = w.out(), g = w.group_size;
     awqcpu::AwqWeight aw{w.weight.data<int32_t>(),
                          w.qweight_tiles.defined() ? w.qweight_tiles.data<int32_t>() : nullptr,
                          w.qzeros.data<int32_t>(),
@@ -27,41 +32,100 @@ void linear_awq_cpu(const float* x, int64_t T, const Linear& w, float* y) {
                          nullptr,
                          in,
                          out,
-                         pc,
+                         out / 8,
                          g,
-                         ng};
+                         in / g};
     if (w.scale.dtype() == DType::F16)
         aw.sh = w.scale.data<uint16_t>();
     else
         aw.sf = w.scale.data<float>();
-    thread_local std::vector<float> bias;
-    if (w.bias.defined()) {
-        bias.resize(static_cast<size_t>(out));
-        simd::row_to_f32(w.bias.raw(), w.bias.dtype(), out, bias.data());
-    }
+    return aw;
+}
 
+// Bias of w as f32 into buf; null without one.
+const float* bias_f32(const Linear& w, std::vector<float>& buf) {
+    if (!w.bias.defined()) return nullptr;
+    buf.resize(static_cast<size_t>(w.out()));
+    simd::row_to_f32(w.bias.raw(), w.bias.dtype(), w.out(), buf.data());
+    return buf.data();
+}
+
+struct AwqDecode {
+    awqcpu::AwqWeight aw;
+    bool i16;                 // the integer GEMV (units: 16-column tiles) or the f32 one (units: packed columns)
+    awqcpu::AwqX16 xt[3];     // i16: each token's quantised x
+    std::vector<int32_t> xp, xs;
+    std::vector<float> dx, xg, bias;
+    const float* x;           // f32: x and its group sums xg
+    const float* b;           // bias or null
+    float* y;
+    int64_t T, cols, chunk;   // output columns per unit; units per chunk
+};
+
+// Units [a0, a1) of every token; for T > 1 in chunks of 256 outputs, re-read from L2 by the other tokens.
+void awq_units(const void* state, int64_t a0, int64_t a1) {
+    const auto& d = *static_cast<const AwqDecode*>(state);
+    const int64_t in = d.aw.in, out = d.aw.out, ng = d.aw.ng;
+    for (int64_t c0 = a0; c0 < a1; c0 += d.chunk) {
+        const int64_t c1 = std::min(a1, c0 + d.chunk);
+        for (int64_t t = 0; t < d.T; ++t) {
+            float* yt = d.y + t * out;
+            if (d.i16)
+                awqcpu::gemv_i16(d.aw, d.xt[t], c0, c1, yt);
+            else
+                awqcpu::gemv(d.aw, d.x + t * in, d.xg.data() + t * ng, c0, c1, yt);
+            if (d.b)
+                for (int64_t o = c0 * d.cols; o < std::min(out, c1 * d.cols); ++o) yt[o] += d.b[o];
+        }
+    }
+}
+
+}  // namespace
+
+decode::Job decode::awq_job(const float* x, int64_t T, const Linear& w, float* y, int slot) {
+    thread_local AwqDecode states[kMaxJobs];
+    AwqDecode& d = states[slot];
+    d.aw = awq_weight(w);
+    const int64_t in = d.aw.in, ng = d.aw.ng;
+    d.x = x;
+    d.y = y;
+    d.T = T;
+    d.b = bias_f32(w, d.bias);
+    // x of each token to int16 per group (awq_rows.h) for the integer GEMV; a non-finite x takes the f32 one
+    d.i16 = awqcpu::gemv_i16_fits(d.aw);
+    if (d.i16) {
+        d.xp.resize(static_cast<size_t>(T * in / 2));
+        d.xs.resize(static_cast<size_t>(T * ng));
+        d.dx.resize(static_cast<size_t>(T * ng));
+        for (int64_t t = 0; t < T && d.i16; ++t) {
+            d.i16 = awqcpu::quantize_x16(d.aw, x + t * in, d.xp.data() + t * in / 2, d.dx.data() + t * ng,
+                                         d.xs.data() + t * ng);
+            d.xt[t] = {d.xp.data() + t * in / 2, d.dx.data() + t * ng, d.xs.data() + t * ng};
+        }
+    }
+    if (d.i16) {
+        const int64_t nt = (d.aw.out + kAwqTileCols - 1) / kAwqTileCols;
+        d.cols = kAwqTileCols;
+        d.chunk = T == 1 ? nt : 16;
+        return {nt, 4, &d, awq_units};
+    }
+    d.xg.resize(static_cast<size_t>(T * ng));
+    for (int64_t t = 0; t < T; ++t) awqcpu::group_sums(d.aw, x + t * in, d.xg.data() + t * ng);
+    d.cols = 8;
+    d.chunk = T == 1 ? d.aw.pc : 32;
+    return {d.aw.pc, 32, &d, awq_units};
+}
+
+void linear_awq_cpu(const float* x, int64_t T, const Linear& w, float* y) {
     if (T < 4) {
-        thread_local std::vector<float> xg;
-        xg.resize(static_cast<size_t>(T * ng));
-        for (int64_t t = 0; t < T; ++t) awqcpu::group_sums(aw, x + t * in, xg.data() + t * ng);
-        // T > 1: 32 packed columns (256 outputs) of 4096 rows = 512 KB, re-read from L2 by the other tokens
-        const int64_t chunk = T == 1 ? pc : 32;
-        // (thread_local names resolve in the worker threads: hand them pointers)
-        const float* xgp = xg.data();
-        const float* bp = w.bias.defined() ? bias.data() : nullptr;
-        ThreadPool::global().parallel_for(pc, 32, [&](int64_t p0, int64_t p1, int) {
-            for (int64_t c0 = p0; c0 < p1; c0 += chunk) {
-                const int64_t c1 = std::min(p1, c0 + chunk);
-                for (int64_t t = 0; t < T; ++t) {
-                    float* yt = y + t * out;
-                    awqcpu::gemv(aw, x + t * in, xgp + t * ng, c0, c1, yt);
-                    if (bp)
-                        for (int64_t n = c0 * 8; n < c1 * 8; ++n) yt[n] += bp[n];
-                }
-            }
-        });
+        const decode::Job j = decode::awq_job(x, T, w, y, 0);
+        decode::run_jobs(&j, 1);
         return;
     }
+    awqcpu::AwqWeight aw = awq_weight(w);
+    const int64_t in = w.in(), out = w.out();
+    thread_local std::vector<float> bias;
+    const float* bp = bias_f32(w, bias);
 
     GemmArgs ga;
     ga.M = T;
@@ -76,7 +140,7 @@ void linear_awq_cpu(const float* x, int64_t T, const Linear& w, float* y) {
     ga.b_loader_ctx = &aw;
     ga.c = y;
     ga.ldc = out;
-    ga.bias = w.bias.defined() ? bias.data() : nullptr;
+    ga.bias = bp;
     gemm_cpu(ga);
 }
 

@@ -12,6 +12,7 @@
 #include "core/thread_pool.h"
 #include "ops/cpu/fp8_rows.h"
 #include "ops/cpu/gemm.h"
+#include "ops/cpu/linear_decode.h"
 #include "ops/cpu/simd.h"
 #include "ops/ops.h"
 
@@ -23,50 +24,79 @@ float bias_at(const Linear& w, int64_t o) {
     return w.bias.defined() ? static_cast<float>(w.bias.at_f64(o)) : 0.0f;
 }
 
-}  // namespace
+// FP8 activations: x fake-quantised per token and 1 x block_in group (code value * scale in f32) into buf;
+// the per-block products then equal the w8a8 block GEMM up to f32 rounding. Else x itself.
+const float* activations(const float* x_in, int64_t T, const Linear& w, std::vector<float>& buf) {
+    if (!fp8_activation_mode()) return x_in;
+    const int64_t in = w.in(), bi = w.block_in, nbi = (in + bi - 1) / bi;
+    thread_local std::vector<float> cbuf, sbuf;
+    buf.resize(static_cast<size_t>(T * in));
+    cbuf.resize(static_cast<size_t>(in));
+    sbuf.resize(static_cast<size_t>(nbi));
+    for (int64_t t = 0; t < T; ++t) {
+        fp8_quantize_activation_row(x_in + t * in, in, bi, cbuf.data(), sbuf.data());
+        for (int64_t i = 0; i < in; ++i) buf[static_cast<size_t>(t * in + i)] = cbuf[i] * sbuf[i / bi];
+    }
+    return buf.data();
+}
 
-void linear_fp8_cpu(const float* x_in, int64_t T, const Linear& w, float* y) {
+fp8cpu::Fp8Weight fp8_weight(const Linear& w) {
     LMS_CHECK(w.format == LinearFormat::Fp8Block && w.weight.dtype() == DType::F8_E4M3);
     LMS_CHECK(w.scale.defined() && w.scale.dtype() == DType::F32);
-    const int64_t in = w.in(), out = w.out(), bi = w.block_in, bo = w.block_out;
-    const int64_t nbi = (in + bi - 1) / bi;
-    const fp8cpu::Fp8Weight fw{w.weight.data<uint8_t>(), w.scale.data<float>(), out, in, bi, bo, nbi};
+    const int64_t in = w.in(), bi = w.block_in;
+    return {w.weight.data<uint8_t>(), w.scale.data<float>(), w.out(), in, bi, w.block_out, (in + bi - 1) / bi};
+}
 
-    // FP8 activations: fake-quantise x per token and 1 x block_in group (code value * scale in f32);
-    // the per-block products then equal the w8a8 block GEMM up to f32 rounding.
-    const float* x = x_in;
-    thread_local std::vector<float> xbuf, cbuf, sbuf;
-    if (fp8_activation_mode()) {
-        xbuf.resize(static_cast<size_t>(T * in));
-        cbuf.resize(static_cast<size_t>(in));
-        sbuf.resize(static_cast<size_t>(nbi));
-        for (int64_t t = 0; t < T; ++t) {
-            fp8_quantize_activation_row(x_in + t * in, in, bi, cbuf.data(), sbuf.data());
-            for (int64_t i = 0; i < in; ++i) xbuf[static_cast<size_t>(t * in + i)] = cbuf[i] * sbuf[i / bi];
+struct Fp8Decode {
+    fp8cpu::Fp8Weight fw;
+    fp8cpu::Fp8X xt[3];
+    std::vector<float> xs[3], xq;  // pre-scaled x per token; the FP8-activation x
+    const Linear* w;
+    float* y;
+    int64_t T, chunk;
+};
+
+// rows [r0, r1) of every token, in chunks small enough that the T tokens re-read a chunk from L1/L2
+void fp8_rows(const void* state, int64_t r0, int64_t r1) {
+    const auto& d = *static_cast<const Fp8Decode*>(state);
+    const int64_t out = d.fw.out;
+    for (int64_t c0 = r0; c0 < r1; c0 += d.chunk) {
+        const int64_t c1 = std::min(r1, c0 + d.chunk);
+        for (int64_t t = 0; t < d.T; ++t) {
+            float* yt = d.y + t * out;
+            fp8cpu::gemv(d.fw, d.xt[t], c0, c1, yt);
+            if (d.w->bias.defined())
+                for (int64_t o = c0; o < c1; ++o) yt[o] += bias_at(*d.w, o);
         }
-        x = xbuf.data();
     }
+}
 
-    ThreadPool& pool = ThreadPool::global();
+}  // namespace
+
+decode::Job decode::fp8_job(const float* x_in, int64_t T, const Linear& w, float* y, int slot) {
+    thread_local Fp8Decode states[kMaxJobs];
+    Fp8Decode& d = states[slot];
+    d.fw = fp8_weight(w);
+    const float* x = activations(x_in, T, w, d.xq);
+    for (int64_t t = 0; t < T; ++t) d.xt[t] = fp8cpu::prepare_x(x + t * w.in(), w.in(), d.xs[t]);
+    d.w = &w;
+    d.y = y;
+    d.T = T;
+    // T > 1: 64 rows of 4096 codes = 256 KB, a chunk stays in L2 while the other tokens re-read it
+    d.chunk = T == 1 ? w.out() : 64;
+    return {w.out(), 16, &d, fp8_rows};
+}
+
+void linear_fp8_cpu(const float* x_in, int64_t T, const Linear& w, float* y) {
     if (T < 4) {
-        thread_local std::vector<float> xs[3];
-        fp8cpu::Fp8X xt[3];
-        for (int64_t t = 0; t < T; ++t) xt[t] = fp8cpu::prepare_x(x + t * in, in, xs[t]);
-        // T > 1: 64 rows of 4096 codes = 256 KB, a chunk stays in L2 while the other tokens re-read it
-        const int64_t chunk = T == 1 ? out : 64;
-        pool.parallel_for(out, 16, [&](int64_t r0, int64_t r1, int) {
-            for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
-                const int64_t c1 = std::min(r1, c0 + chunk);
-                for (int64_t t = 0; t < T; ++t) {
-                    float* yt = y + t * out;
-                    fp8cpu::gemv(fw, xt[t], c0, c1, yt);
-                    if (w.bias.defined())
-                        for (int64_t o = c0; o < c1; ++o) yt[o] += bias_at(w, o);
-                }
-            }
-        });
+        const decode::Job j = decode::fp8_job(x_in, T, w, y, 0);
+        decode::run_jobs(&j, 1);
         return;
     }
+    const fp8cpu::Fp8Weight fw = fp8_weight(w);
+    const int64_t in = w.in(), out = w.out();
+    thread_local std::vector<float> xbuf;
+    const float* x = activations(x_in, T, w, xbuf);
 
     // prefill: the blocked GEMM, dequantising each packed panel's rows (codes x block scale) on the fly
     // (stored row = output o, columns = input features k0 ..)

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
@@ -43,6 +44,8 @@ Isa& current() {
 }
 
 // ---------------- portable ----------------
+uint16_t f16_saturated(float x) { return f32_to_f16(std::isnan(x) ? x : std::clamp(x, -65504.0f, 65504.0f)); }
+
 float dot_portable(const float* a, const float* b, int64_t n) {
     float s[4] = {0, 0, 0, 0};
     int64_t i = 0;
@@ -94,12 +97,23 @@ __attribute__((target("avx2,fma"))) float dot_avx2(const float* a, const float* 
     return s;
 }
 
-__attribute__((target("avx2,fma"))) void axpy_avx2(float a, const float* x, float* y, int64_t n) {
+__attribute__((target("avx2,fma,f16c"))) void axpy_avx2(float a, const void* x, DType dt, float* y, int64_t n) {
     const __m256 va = _mm256_set1_ps(a);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; ++i) y[i] += a * x[i];
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load8(x, dt, i), _mm256_loadu_ps(y + i)));
+    for (; i < n; ++i) y[i] += a * static_cast<float>(load_as_f64(x, dt, static_cast<size_t>(i)));
+}
+
+__attribute__((target("avx2,fma,f16c"))) void f32_to_f16_avx2(const float* x, int64_t n, uint16_t* out) {
+    const __m256 hi = _mm256_set1_ps(65504.0f), lo = _mm256_set1_ps(-65504.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        // min/max return the second operand for a NaN input: x goes second so that NaN stays NaN
+        const __m256 c = _mm256_max_ps(lo, _mm256_min_ps(hi, _mm256_loadu_ps(x + i)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_cvtps_ph(c, _MM_FROUND_TO_NEAREST_INT));
+    }
+    for (; i < n; ++i) out[i] = f16_saturated(x[i]);
 }
 
 __attribute__((target("avx2,fma,f16c"))) float dot_weight_avx2(const float* x, const void* w, DType dt, int64_t n) {
@@ -214,27 +228,42 @@ __attribute__((target("avx512f"))) float dot_avx512(const float* a, const float*
     return s;
 }
 
-__attribute__((target("avx512f"))) void axpy_avx512(float a, const float* x, float* y, int64_t n) {
-    const __m512 va = _mm512_set1_ps(a);
-    for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
-        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
-    }
-}
-
 __attribute__((target("avx512f"))) inline __mmask16 tail16(int64_t n) {
     return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : static_cast<__mmask16>((1u << n) - 1);
 }
 
-__attribute__((target("avx512f"))) void dot_pairs4_avx512(const float* const a[4], const float* const b[4], int64_t n,
-                                                           float out[4]) {
+// Elements i .. i+15 of a stored row (F32/F16/BF16) as f32, lanes outside mask m zero.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) __m512 load16_masked(const void* p, DType dt, int64_t i,
+                                                                           __mmask16 m) {
+    switch (dt) {
+        case DType::BF16:
+            return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(
+                0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i)), 16));
+        case DType::F16:
+            return _mm512_maskz_cvtph_ps(0xffff, _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i));
+        default: return _mm512_maskz_loadu_ps(m, static_cast<const float*>(p) + i);
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void axpy_avx512(float a, const void* x, DType dt, float* y,
+                                                                        int64_t n) {
+    const __m512 va = _mm512_set1_ps(a);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = tail16(n - i);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, load16_masked(x, dt, i, m), _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void dot_pairs4_avx512(const float* const a[4],
+                                                                              const void* const b[4], DType dt,
+                                                                              int64_t n, float out[4]) {
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 m = tail16(n - i);
-        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a[0] + i), _mm512_maskz_loadu_ps(m, b[0] + i), a0);
-        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a[1] + i), _mm512_maskz_loadu_ps(m, b[1] + i), a1);
-        a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a[2] + i), _mm512_maskz_loadu_ps(m, b[2] + i), a2);
-        a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a[3] + i), _mm512_maskz_loadu_ps(m, b[3] + i), a3);
+        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a[0] + i), load16_masked(b[0], dt, i, m), a0);
+        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a[1] + i), load16_masked(b[1], dt, i, m), a1);
+        a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a[2] + i), load16_masked(b[2], dt, i, m), a2);
+        a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a[3] + i), load16_masked(b[3], dt, i, m), a3);
     }
     // four horizontal sums at once: 128-bit lanes folded pairwise across the vectors, then within lanes
     // (maskz forms: GCC 12 warns about the undefined pass-through operand of the unmasked ones)
@@ -269,15 +298,20 @@ float dot_f32(const float* a, const float* b, int64_t n) {
     return current() >= Isa::Avx2 ? dot_avx2(a, b, n) : dot_portable(a, b, n);
 }
 
-void axpy_f32(float a, const float* x, float* y, int64_t n) {
-    if (current() >= Isa::Avx512) return axpy_avx512(a, x, y, n);
-    if (current() >= Isa::Avx2) return axpy_avx2(a, x, y, n);
-    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+void axpy_row(float a, const void* x, DType dt, float* y, int64_t n) {
+    if (current() >= Isa::Avx512) return axpy_avx512(a, x, dt, y, n);
+    if (current() >= Isa::Avx2) return axpy_avx2(a, x, dt, y, n);
+    for (int64_t i = 0; i < n; ++i) y[i] += a * static_cast<float>(load_as_f64(x, dt, static_cast<size_t>(i)));
 }
 
-void dot_f32_pairs4(const float* const a[4], const float* const b[4], int64_t n, float out[4]) {
-    if (current() >= Isa::Avx512) return dot_pairs4_avx512(a, b, n, out);
-    for (int r = 0; r < 4; ++r) out[r] = dot_f32(a[r], b[r], n);
+void dot_row_pairs4(const float* const a[4], const void* const b[4], DType dt, int64_t n, float out[4]) {
+    if (current() >= Isa::Avx512) return dot_pairs4_avx512(a, b, dt, n, out);
+    for (int r = 0; r < 4; ++r) out[r] = dot_weight_row(a[r], b[r], dt, n);
+}
+
+void f32_to_f16_row(const float* x, int64_t n, uint16_t* out) {
+    if (current() >= Isa::Avx2) return f32_to_f16_avx2(x, n, out);
+    for (int64_t i = 0; i < n; ++i) out[i] = f16_saturated(x[i]);
 }
 
 float dot_weight_row(const float* x, const void* w, DType dt, int64_t n) {

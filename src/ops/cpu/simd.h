@@ -17,10 +17,15 @@ bool isa_supported(Isa isa);
 void force_isa(Isa isa);
 
 float dot_f32(const float* a, const float* b, int64_t n);
-/** y += a * x */
-void axpy_f32(float a, const float* x, float* y, int64_t n);
-/** out[i] = dot(a[i], b[i]) for i < 4, all of length n (the four reduced together). */
-void dot_f32_pairs4(const float* const a[4], const float* const b[4], int64_t n, float out[4]);
+/** y += a * x, x a stored row (F32/F16/BF16) converted in registers. */
+void axpy_row(float a, const void* x, DType dt, float* y, int64_t n);
+/**
+ * out[i] = dot(a[i], b[i]) for i < 4, all of length n (the four reduced together); a f32, b stored rows
+ * of one dtype (F32/F16/BF16).
+ */
+void dot_row_pairs4(const float* const a[4], const void* const b[4], DType dt, int64_t n, float out[4]);
+/** out (n) = x as IEEE f16, round to nearest even; values beyond +-65504 (infinities too) saturate, NaN stays NaN. */
+void f32_to_f16_row(const float* x, int64_t n, uint16_t* out);
 /** Dot of an f32 vector with a stored weight row (F32/F16/BF16), converting in registers. */
 float dot_weight_row(const float* x, const void* w_row, DType dt, int64_t n);
 /** Row of a stored weight (F32/F16/BF16) to f32. */
