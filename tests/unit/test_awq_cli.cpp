@@ -55,7 +55,9 @@ TEST(AwqCli, QuantizeRunInspect) {
         EXPECT_NE(i.output.find("AWQ int4"), std::string::npos) << i.output;
         const auto fast = logits_of(out, dir + "/fast.safetensors");
         const auto slow = logits_of(out, dir + "/slow.safetensors", "LMSCOPE_REF=1");
-        EXPECT_LE(rel_error(fast, slow), 1e-5) << method;
+        // the int4 decode GEMV quantises x to int16 per group (<= max|x| / 65534 per input): the op
+        // test's 5e-5 bound for it, here on the logits (tiny-qwen3 awq: 1.3e-5)
+        EXPECT_LE(rel_error(fast, slow), 5e-5) << method;
         const double e = rel_error(fast, ref);
         EXPECT_LT(e, 0.6) << method;
         EXPECT_GT(e, 0.0) << method;
