@@ -33,16 +33,19 @@ DecoderModel DecoderModel::load(const std::string& dir) {
 DecoderModel::DecoderModel(ModelConfig cfg, Checkpoint ckpt) : cfg_(std::move(cfg)), ckpt_(std::move(ckpt)) {
     w_ = load_weights(ckpt_, cfg_);
     inv_freq_ = rope_inv_freq(cfg_.rope, cfg_.head_dim);
+    all_f32_ = w_.lm_head.format == LinearFormat::Dense && w_.lm_head.weight.dtype() == DType::F32;
+    for (const LayerWeights& L : w_.layers)
+        for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+            all_f32_ = all_f32_ && l->format == LinearFormat::Dense && l->weight.dtype() == DType::F32;
 }
 
-DType default_kv_cache_dtype() {
-    static const DType dt = [] {
-        const char* e = std::getenv("LMSCOPE_KV_CACHE");
-        if (!e || std::strcmp(e, "f16") == 0) return DType::F16;
+DType DecoderModel::default_kv_dtype() const {
+    if (const char* e = std::getenv("LMSCOPE_KV_CACHE")) {
+        if (std::strcmp(e, "f16") == 0) return DType::F16;
         if (std::strcmp(e, "f32") == 0) return DType::F32;
         fail("LMSCOPE_KV_CACHE={}: expected f16 or f32", e);
-    }();
-    return dt;
+    }
+    return all_f32_ ? DType::F32 : DType::F16;
 }
 
 KVCache DecoderModel::new_cache(int64_t capacity, DType dtype) const {

@@ -19,9 +19,10 @@
 namespace lmscope {
 
 /**
- * Per-layer K and V of every position seen so far, (capacity, kv_dim) per layer: in f32 (k, v) or, by
- * default, IEEE f16 (k16, v16; half the bytes a decode step reads, attention converts in registers).
- * LMSCOPE_KV_CACHE=f32 makes f32 the default.
+ * Per-layer K and V of every position seen so far, (capacity, kv_dim) per layer: in f32 (k, v) or
+ * IEEE f16 (k16, v16; half the bytes a decode step reads, attention converts in registers). The
+ * default follows the model (DecoderModel::default_kv_dtype): f32 for a model whose linears are all
+ * f32, f16 otherwise; LMSCOPE_KV_CACHE=f32|f16 overrides it.
  */
 struct KVCache {
     int64_t capacity = 0;
@@ -31,8 +32,6 @@ struct KVCache {
     std::vector<std::vector<uint16_t>> k16, v16;  // dtype F16
 };
 
-/** The KV cache dtype new_cache picks: F16 unless LMSCOPE_KV_CACHE=f32. */
-DType default_kv_cache_dtype();
 
 class DecoderModel {
 public:
@@ -44,7 +43,12 @@ public:
     const ModelWeights& weights() const { return w_; }
     const Checkpoint& checkpoint() const { return ckpt_; }
 
-    KVCache new_cache(int64_t capacity) const { return new_cache(capacity, default_kv_cache_dtype()); }
+    KVCache new_cache(int64_t capacity) const { return new_cache(capacity, default_kv_dtype()); }
+    /**
+     * The KV cache dtype new_cache picks: F32 when every linear is dense f32 (the model's own precision,
+     * as the CUDA decoder does), F16 for 16-bit and quantized models; LMSCOPE_KV_CACHE=f32|f16 overrides.
+     */
+    DType default_kv_dtype() const;
     /** dtype F32 or F16. */
     KVCache new_cache(int64_t capacity, DType dtype) const;
 
@@ -62,6 +66,7 @@ private:
     Checkpoint ckpt_;
     ModelWeights w_;
     std::vector<float> inv_freq_;
+    bool all_f32_ = false;  // every linear dense f32
     // scratch, grown to the largest T seen; reused so decoding allocates nothing
     int64_t ws_tokens_ = 0;
     std::vector<float> x_, h_, q_, k_, v_, att_, gate_, up_, cos_, sin_;
