@@ -64,6 +64,10 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
 void attention(const float* q, const uint16_t* k, const uint16_t* v, const AttentionShape& s, float* out) {
     reference_mode() ? attention_ref(q, k, v, s, out) : attention_cpu(q, k, v, s, out);
 }
+void softcap(const float* x, int64_t n, float cap, float* out) {
+    reference_mode() ? softcap_ref(x, n, cap, out) : softcap_cpu(x, n, cap, out);
+}
+
 void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
     reference_mode() ? silu_mul_ref(gate, up, n, out) : silu_mul_cpu(gate, up, n, out);
 }

@@ -92,6 +92,11 @@ void attention(const float* q, const uint16_t* k, const uint16_t* v, const Atten
  */
 void to_f16_saturated(const float* x, int64_t n, uint16_t* out);
 
+/** out (n) = cap * tanh(x / cap): logit soft-capping (the GPT's head, as nanochat / Gemma 2); out == x allowed. */
+void softcap_ref(const float* x, int64_t n, float cap, float* out);
+void softcap_cpu(const float* x, int64_t n, float cap, float* out);
+void softcap(const float* x, int64_t n, float cap, float* out);
+
 /** out (n) = silu(gate) * up. */
 void silu_mul_ref(const float* gate, const float* up, int64_t n, float* out);
 void silu_mul_cpu(const float* gate, const float* up, int64_t n, float* out);

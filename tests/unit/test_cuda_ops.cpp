@@ -294,6 +294,16 @@ std::vector<Case> make_cases() {
                           silu_mul_cuda(dg.get(), du.get(), n, dy.get());
                           return max_rel_diff(dy.f32(n), ref);
                       }});
+    // logit soft-cap (cap 15, values well past it)
+    for (int64_t n : {1, 7, 4097, 70001})
+        cs.push_back({fmt::format("softcap n={}", n), kF32, [=](std::mt19937& rng) {
+                          auto x = randn(n, rng, 30.0f);
+                          std::vector<float> ref(x.size());
+                          softcap_ref(x.data(), n, 15.0f, ref.data());
+                          Dev dx(x), dy(x.size() * 4);
+                          softcap_cuda(dx.get(), n, 15.0f, dy.get());
+                          return max_rel_diff(dy.f32(n), ref);
+                      }});
     for (int64_t I : {1, 8, 33, 129, 136, 3072})  // I % 8 == 0: 16-byte loads and stores
         cs.push_back({fmt::format("silu_mul_rows bf16 T=7 I={}", I), k16, [=](std::mt19937& rng) {
                           const int64_t T = 7;

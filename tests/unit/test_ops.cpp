@@ -320,6 +320,14 @@ TEST_P(OpsVsRef, SiluMulAndEmbedding) {
         silu_mul_cpu(g.data(), u.data(), n, y.data());
         silu_mul_ref(g.data(), u.data(), n, yr.data());
         ASSERT_LE(max_rel_diff(y, yr), kTol);
+        // logit soft-cap at 15 (nanochat's): values well past the cap saturate, in place too
+        auto z = randn(n, rng_, 30.0f);
+        auto c = poisoned(n), cr = poisoned(n);
+        softcap_cpu(z.data(), n, 15.0f, c.data());
+        softcap_ref(z.data(), n, 15.0f, cr.data());
+        ASSERT_LE(max_rel_diff(c, cr), kTol);
+        softcap_cpu(z.data(), n, 15.0f, z.data());
+        ASSERT_EQ(z, c);
     }
     for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
         Tensor table = tensor_of(randn(11 * 37, rng_), {11, 37}, dt);

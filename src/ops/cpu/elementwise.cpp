@@ -70,6 +70,17 @@ void silu_mul_cpu(const float* gate, const float* up, int64_t n, float* out) {
         ThreadPool::global().parallel_for(n, 4096, rows);
 }
 
+void softcap_cpu(const float* x, int64_t n, float cap, float* out) {
+    // one vocabulary row of logits per position: split across threads from 64K values
+    const auto rows = [&](int64_t a, int64_t b, int) {
+        for (int64_t i = a; i < b; ++i) out[i] = cap * std::tanh(x[i] / cap);  // as the GPT's fused cross-entropy
+    };
+    if (n < 65536)
+        rows(0, n, 0);
+    else
+        ThreadPool::global().parallel_for(n, 4096, rows);
+}
+
 void to_f16_saturated(const float* x, int64_t n, uint16_t* out) { simd::f32_to_f16_row(x, n, out); }
 
 }  // namespace lmscope

@@ -82,6 +82,11 @@ __global__ void rope_kernel(float* x, int64_t H, int64_t D, const float* cos, co
     }
 }
 
+__global__ void softcap_kernel(const float* x, int64_t n, float cap, float* out) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+        out[i] = cap * tanhf(x[i] / cap);
+}
+
 __global__ void silu_mul_kernel(const float* g, const float* u, int64_t n, float* out) {
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         const float a = g[i];
@@ -282,6 +287,12 @@ void silu_mul_rows_cuda(const void* gu, int64_t T, int64_t I, void* out, DType d
             silu_mul_rows_kernel<TT><<<grid_for(T * I, 256), 256, 0, stream>>>(static_cast<const TT*>(gu), T, I,
                                                                               static_cast<TT*>(out));
     });
+    CUDA_CHECK_LAUNCH();
+}
+
+void softcap_cuda(const float* x, int64_t n, float cap, float* out, cudaStream_t stream) {
+    if (n <= 0) return;
+    softcap_kernel<<<grid_for(n, 256), 256, 0, stream>>>(x, n, cap, out);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -103,6 +103,9 @@ void rms_norm_cuda(const float* x, int64_t R, int64_t C, const float* weight, fl
 void rope_cuda(float* x, int64_t T, int64_t H, int64_t D, const float* cos, const float* sin,
                cudaStream_t stream = nullptr);
 
+/** out (n) = cap * tanh(x / cap), f32, as softcap_cpu (out == x allowed). */
+void softcap_cuda(const float* x, int64_t n, float cap, float* out, cudaStream_t stream = nullptr);
+
 /** out (n) = silu(gate) * up, f32, as silu_mul_cpu. */
 void silu_mul_cuda(const float* gate, const float* up, int64_t n, float* out, cudaStream_t stream = nullptr);
 /** out (T, I) = silu(gu[:, :I]) * gu[:, I:], gu (T, 2I); both in `dtype`. */
