@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "ops/cpu/fp8_rows.h"
+#include "ops/cpu/hsum4_avx512.h"
 
 #define LMS_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 
@@ -52,25 +53,6 @@ LMS_AVX512 inline float hsum(__m512 v) {
     float s = 0.0f;
     for (float e : l) s += e;
     return s;
-}
-
-// The 4 horizontal sums of a, b, c, d.
-LMS_AVX512 inline void hsum4(__m512 a, __m512 b, __m512 c, __m512 d, float* out) {
-    const __m512 ab = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(kAll16, a, b, 0x44),
-                                    _mm512_maskz_shuffle_f32x4(kAll16, a, b, 0xee));
-    const __m512 cd = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(kAll16, c, d, 0x44),
-                                    _mm512_maskz_shuffle_f32x4(kAll16, c, d, 0xee));
-    // 128-bit lanes now hold partial sums [a, a, b, b] and [c, c, d, d]; fold to one lane per vector
-    __m512 s = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(kAll16, ab, cd, 0x88),
-                             _mm512_maskz_shuffle_f32x4(kAll16, ab, cd, 0xdd));
-    s = _mm512_add_ps(s, _mm512_maskz_permute_ps(kAll16, s, 0x4e));
-    s = _mm512_add_ps(s, _mm512_maskz_permute_ps(kAll16, s, 0xb1));
-    alignas(64) float l[16];
-    _mm512_store_ps(l, s);
-    out[0] = l[0];
-    out[1] = l[4];
-    out[2] = l[8];
-    out[3] = l[12];
 }
 
 inline __mmask16 mask16(int64_t n) {
@@ -116,7 +98,7 @@ LMS_AVX512 void rows(const Fp8Weight& w, const float* x, float unit, int64_t o0,
                 _mm512_fmadd_ps(_mm512_add_ps(a[r][0], a[r][1]), _mm512_set1_ps(s[r][kb] * unit), tot[r]);
     }
     if constexpr (R == 4)
-        hsum4(tot[0], tot[1], tot[2], tot[3], y + o0);
+        simd::hsum4(tot[0], tot[1], tot[2], tot[3], y + o0);
     else
         for (int r = 0; r < R; ++r) y[o0 + r] = hsum(tot[r]);
 }

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "ops/cpu/hsum4_avx512.h"
 
 namespace lmscope::simd {
 
@@ -18,8 +19,9 @@ Isa hardware_best() {
     static const Isa best = [] {
         const bool avx2 =
             __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        // the AVX-512 kernels (fp8_rows, awq_rows, attention_decode, softmax_exp) are built for f, bw, vl and dq
         const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                            __builtin_cpu_supports("avx512vl");
+                            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
         return avx512 ? Isa::Avx512 : avx2 ? Isa::Avx2 : Isa::Portable;
     }();
     return best;
@@ -265,20 +267,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void dot_pairs4_avx512(cons
         a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a[2] + i), load16_masked(b[2], dt, i, m), a2);
         a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a[3] + i), load16_masked(b[3], dt, i, m), a3);
     }
-    // four horizontal sums at once: 128-bit lanes folded pairwise across the vectors, then within lanes
-    // (maskz forms: GCC 12 warns about the undefined pass-through operand of the unmasked ones)
-    constexpr __mmask16 all = 0xffff;
-    const __m512 ab = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, a0, a1, 0x44), _mm512_maskz_shuffle_f32x4(all, a0, a1, 0xee));
-    const __m512 cd = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, a2, a3, 0x44), _mm512_maskz_shuffle_f32x4(all, a2, a3, 0xee));
-    __m512 t = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, ab, cd, 0x88), _mm512_maskz_shuffle_f32x4(all, ab, cd, 0xdd));
-    t = _mm512_add_ps(t, _mm512_maskz_permute_ps(all, t, 0x4e));
-    t = _mm512_add_ps(t, _mm512_maskz_permute_ps(all, t, 0xb1));
-    alignas(64) float l[16];
-    _mm512_store_ps(l, t);
-    out[0] = l[0];
-    out[1] = l[4];
-    out[2] = l[8];
-    out[3] = l[12];
+    hsum4(a0, a1, a2, a3, out);
 }
 
 }  // namespace
