@@ -63,17 +63,8 @@ void key_range(const float* qt, const char* k, const char* v, DType dt, const At
             }
             for (; h < Hq; ++h) sc[static_cast<size_t>(h * kChunk + j)] = simd::dot_weight_row(qt + h * D, head(h), dt, D);
         }
-        for (int64_t h = 0; h < Hq; ++h) {  // online softmax per head
-            float* sh = sc.data() + h * kChunk;
-            float cm = -INFINITY;
-            for (int64_t j = 0; j < nj; ++j) cm = std::max(cm, sh[j] *= s.scale);
-            const float new_m = std::max(m[h], cm);
-            const float corr = std::exp(m[h] - new_m);  // 0 on the first chunk (m = -inf)
-            l[h] = l[h] * corr + simd::exp_sub(sh, new_m, nj, sh);
-            m[h] = new_m;
-            if (corr != 1.0f)
-                for (float *a = acc + h * D, *e = a + D; a < e; ++a) *a *= corr;
-        }
+        for (int64_t h = 0; h < Hq; ++h)  // online softmax per head
+            simd::online_softmax_step(sc.data() + h * kChunk, nj, nj, s.scale, m[h], l[h], acc + h * D, D);
         for (int64_t j = 0; j < nj; ++j) {  // acc += P V, a cache row at a time
             const char* vr = v + (j0 + j) * row;
             prefetch_row(vr + kAhead * row, row);

@@ -66,15 +66,7 @@ void attention_blocked(const float* q, const float* k, const float* v, const Att
                 for (int64_t r = 0; r < rows; ++r) {
                     float* sr = S_ + r * kKB;
                     const int64_t visible = std::clamp<int64_t>(s.pos0 + t0 + r + 1 - j0, 0, nj);
-                    float cm = -INFINITY;
-                    for (int64_t j = 0; j < visible; ++j) cm = std::max(cm, sr[j] *= s.scale);
-                    for (int64_t j = visible; j < nj; ++j) sr[j] = -INFINITY;
-                    const float new_m = std::max(m[r], cm);
-                    const float corr = std::exp(m[r] - new_m);  // 0 on the first chunk (m = -inf)
-                    l[r] = l[r] * corr + simd::exp_sub(sr, new_m, nj, sr);
-                    m[r] = new_m;
-                    if (corr != 1.0f)
-                        for (float *o = O + r * D, *e = o + D; o < e; ++o) *o *= corr;
+                    simd::online_softmax_step(sr, visible, nj, s.scale, m[r], l[r], O + r * D, D);
                 }
                 gemm_packed(S_, kKB, vh + j0 * NR, S * NR, rows, D, nj, O, D, true);
             }

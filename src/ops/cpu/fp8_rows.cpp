@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "core/dtype.h"
+#include "ops/cpu/hsum.h"
 #include "ops/cpu/simd.h"
 
 namespace lmscope::fp8cpu {
@@ -26,13 +27,7 @@ const float* lut() {
 }
 
 // ---------------- AVX2 + FMA + F16C ----------------
-__attribute__((target("avx2,fma"))) float hsum(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
+using simd::hsum;
 
 // 16 codes -> 16 halves holding code / 256: sign-extend to 16 bits, shift left by 7 (magnitude bits
 // 6..0 land in 13..7, the extended sign fills 15..14), clear bit 14

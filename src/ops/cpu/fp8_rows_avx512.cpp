@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "ops/cpu/fp8_rows.h"
-#include "ops/cpu/hsum4_avx512.h"
+#include "ops/cpu/hsum.h"
 
 #define LMS_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 
@@ -46,14 +46,7 @@ LMS_AVX512 inline __m512 decode16(const uint8_t* p, __mmask16 m) {
         return _mm512_maskz_cvtph_ps(kAll16, f);
     }
 }
-LMS_AVX512 inline float hsum(__m512 v) {
-    // through memory: GCC 12's _mm512_reduce_add_ps trips -Wuninitialized
-    alignas(64) float l[16];
-    _mm512_store_ps(l, v);
-    float s = 0.0f;
-    for (float e : l) s += e;
-    return s;
-}
+using simd::hsum;
 
 inline __mmask16 mask16(int64_t n) {
     return n >= 16 ? kAll16 : n <= 0 ? __mmask16(0) : static_cast<__mmask16>((1u << n) - 1);

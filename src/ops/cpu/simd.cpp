@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "ops/cpu/hsum4_avx512.h"
+#include "ops/cpu/hsum.h"
 
 namespace lmscope::simd {
 
@@ -62,13 +62,6 @@ void row_to_f32_portable(const void* w, DType dt, int64_t n, float* out) {
 }
 
 // ---------------- AVX2 + FMA + F16C ----------------
-__attribute__((target("avx2,fma"))) float hsum(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
 
 __attribute__((target("avx2,fma,f16c"))) __m256 load8(const void* p, DType dt, int64_t i) {
     switch (dt) {
@@ -200,11 +193,7 @@ __attribute__((target("avx512f,avx512bw"))) float dot_weight_avx512(const float*
         s3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), load16(w, dt, i + 48), s3);
     }
     for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), load16(w, dt, i), s0);
-    // horizontal sum through memory: GCC 12's _mm512_reduce_add_ps trips -Wuninitialized
-    alignas(64) float lanes[16];
-    _mm512_store_ps(lanes, _mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-    float s = 0;
-    for (float l : lanes) s += l;
+    float s = hsum(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
     for (; i < n; ++i) s += x[i] * static_cast<float>(load_as_f64(w, dt, static_cast<size_t>(i)));
     return s;
 }

@@ -3,6 +3,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "ops/cpu/exp16_avx512.h"
@@ -50,6 +51,18 @@ void silu_mul_row(const float* gate, const float* up, int64_t n, float* out) {
         const float g = gate[i];
         out[i] = g / (1.0f + std::exp(-g)) * up[i];
     }
+}
+
+void online_softmax_step(float* s, int64_t visible, int64_t n, float scale, float& m, float& l, float* acc, int64_t D) {
+    float cm = -INFINITY;
+    for (int64_t j = 0; j < visible; ++j) cm = std::max(cm, s[j] *= scale);
+    for (int64_t j = visible; j < n; ++j) s[j] = -INFINITY;
+    const float new_m = std::max(m, cm);
+    const float corr = std::exp(m - new_m);  // 0 on the first step (m = -inf)
+    l = l * corr + exp_sub(s, new_m, n, s);
+    m = new_m;
+    if (corr != 1.0f)
+        for (float *a = acc, *e = acc + D; a < e; ++a) *a *= corr;
 }
 
 float exp_sub(const float* s, float m, int64_t n, float* p) {

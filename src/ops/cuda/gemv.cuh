@@ -52,6 +52,20 @@ __device__ __forceinline__ void preload_rows(const char* base, int64_t row_bytes
                     reinterpret_cast<const uint4*>(base + static_cast<int64_t>(min(row0 + r, out - 1)) * row_bytes) + lane + u * 32);
 }
 
+/**
+ * One pass of a two-dimensional loader: raw[u][r] = 16-byte vector k0 + 32 u of row r (those < nv),
+ * streamed, or taken from `pre` (pre[u * kR + r], the preload of the warp's first pass) when given.
+ */
+template <int kU, int kR>
+__device__ __forceinline__ void load_pass(uint4 (&raw)[kU][kR], const uint4* const (&rows)[kR], int k0, int nv,
+                                          const uint4* pre) {
+#pragma unroll
+    for (int u = 0; u < kU; ++u)
+#pragma unroll
+        for (int r = 0; r < kR; ++r)
+            if (k0 + u * 32 < nv) raw[u][r] = pre ? pre[u * kR + r] : load_stream(rows[r] + k0 + u * 32);
+}
+
 /** Word q (compile-time after unrolling) of a 16-byte load. */
 __device__ __forceinline__ uint32_t word(const uint4& v, int q) { return q == 0 ? v.x : q == 1 ? v.y : q == 2 ? v.z : v.w; }
 

@@ -59,19 +59,20 @@ struct AwqFmt {
         }
         if (in % 32 == 0 && p.group % 32 == 0) {
             const int nv = in / 32;
+            const uint4* w4[kRows];
+#pragma unroll
+            for (int r = 0; r < kRows; ++r) w4[r] = reinterpret_cast<const uint4*>(wr[r]);
             for (int k0 = lane; k0 < nv; k0 += 32 * kUnroll) {
                 uint4 raw[kUnroll][kRows];
                 uint32_t szw[kUnroll][kRows];
+                gemv::load_pass<kUnroll, kRows>(raw, w4, k0, nv, k0 == lane ? pre : nullptr);
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
-                    for (int r = 0; r < kRows; ++r)
-                        if (k0 + u * 32 < nv) {
-                            raw[u][r] = pre && k0 == lane ? pre[u * kRows + r]
-                                                          : gemv::load_stream(reinterpret_cast<const uint4*>(wr[r]) + k0 + u * 32);
-                            const int k = k0 + u * 32;
-                            szw[u][r] = __ldg(szr[r] + (p.kshift >= 0 ? k >> p.kshift : k * 32 / p.group));
-                        }
+                    for (int r = 0; r < kRows; ++r) {
+                        const int k = k0 + u * 32;
+                        if (k < nv) szw[u][r] = __ldg(szr[r] + (p.kshift >= 0 ? k >> p.kshift : k * 32 / p.group));
+                    }
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u) {
                     const int k = k0 + u * 32;

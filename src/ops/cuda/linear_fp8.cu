@@ -56,15 +56,12 @@ struct Fp8Fmt {
         }
         if (in % 16 == 0 && p.bi % 16 == 0) {
             const int nv = in / 16;
+            const uint4* w4[kRows];
+#pragma unroll
+            for (int r = 0; r < kRows; ++r) w4[r] = reinterpret_cast<const uint4*>(wr[r]);
             for (int k0 = lane; k0 < nv; k0 += 32 * kUnroll) {
                 uint4 raw[kUnroll][kRows];
-#pragma unroll
-                for (int u = 0; u < kUnroll; ++u)
-#pragma unroll
-                    for (int r = 0; r < kRows; ++r)
-                        if (k0 + u * 32 < nv)
-                            raw[u][r] = pre && k0 == lane ? pre[u * kRows + r]
-                                                          : gemv::load_stream(reinterpret_cast<const uint4*>(wr[r]) + k0 + u * 32);
+                gemv::load_pass<kUnroll, kRows>(raw, w4, k0, nv, k0 == lane ? pre : nullptr);
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u) {
                     const int k = k0 + u * 32;

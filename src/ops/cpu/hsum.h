@@ -1,11 +1,29 @@
-// The four horizontal sums of four AVX-512 vectors in one pass (128-bit lanes folded pairwise across
-// the vectors, then within lanes), shared by the FP8 GEMV (fp8_rows_avx512.cpp) and simd.cpp's
-// dot_pairs4. maskz forms: GCC 12 warns about the undefined pass-through operand of the unmasked ones.
+// Horizontal sums of SIMD accumulators, shared by simd.cpp's dot products and the FP8 GEMVs
+// (fp8_rows.cpp, fp8_rows_avx512.cpp): an AVX2 vector, an AVX-512 vector (through memory: GCC 12's
+// _mm512_reduce_add_ps trips -Wuninitialized), and four AVX-512 vectors in one pass (128-bit lanes
+// folded pairwise across the vectors, then within lanes; maskz forms: GCC 12 warns about the undefined
+// pass-through operand of the unmasked ones).
 #pragma once
 
 #include <immintrin.h>
 
 namespace lmscope::simd {
+
+__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+__attribute__((target("avx512f"))) inline float hsum(__m512 v) {
+    alignas(64) float l[16];
+    _mm512_store_ps(l, v);
+    float s = 0.0f;
+    for (float e : l) s += e;
+    return s;
+}
 
 /** out[0..3] = the horizontal sums of a, b, c, d. */
 __attribute__((target("avx512f"))) inline void hsum4(__m512 a, __m512 b, __m512 c, __m512 d, float* out) {
