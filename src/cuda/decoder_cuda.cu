@@ -393,7 +393,12 @@ CudaDecoder::CudaDecoder(const DecoderModel& host, CudaOptions opt) : impl_(std:
     m.opt = opt;
     const ModelConfig& cfg = m.cfg;
     const ModelWeights& w = host.weights();
-    if (cfg.head_dim % 2 || cfg.head_dim > 256) fail_rt("CUDA backend: head_dim {} is not even and <= 256", cfg.head_dim);
+    // the decode attention kernel's limits (attention.cu), checked here so that loading fails, not decoding
+    if (cfg.head_dim % 8 || cfg.head_dim > 256)
+        fail_rt("CUDA backend: config.json head_dim {}: expected a multiple of 8, at most 256", cfg.head_dim);
+    if (cfg.num_heads / cfg.num_kv_heads * cfg.head_dim > 2048)
+        fail_rt("CUDA backend: config.json num_attention_heads / num_key_value_heads x head_dim = {} / {} x {}: expected at most 2048",
+                cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
     CUDA_CHECK(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking));
     m.blas = default_cublas();
 

@@ -15,6 +15,7 @@
 
 #ifndef LMSCOPE_HAVE_CUDA
 TEST(CudaOps, AllOpsMatchReference) { GTEST_SKIP() << "built without CUDA"; }
+TEST(CudaOps, DecodeAttentionRejectsShapes) { GTEST_SKIP() << "built without CUDA"; }
 #else
 
 #include <cuda_runtime.h>
@@ -619,6 +620,30 @@ std::vector<Case> make_cases() {
 }
 
 }  // namespace
+
+// Shapes the decode attention kernel does not take: a one-line error naming the head_dim, no launch.
+TEST(CudaOps, DecodeAttentionRejectsShapes) {
+    if (device_count() == 0) GTEST_SKIP() << "no CUDA device";
+    Dev q(64 * 4), k(64 * 4), v(64 * 4), w(64 * 4), c(64), y(64 * 4);
+    RowPos rows;
+    const KvView kv{k.p, v.p, DType::F32, 4};
+    for (auto [Hq, D] : {std::pair<int64_t, int64_t>{1, 12}, {1, 264}, {16, 136}}) {
+        try {
+            attention_decode_cuda(q.get(), 1, Hq, 1, D, 1.0f, kv, rows, 1, w.get(), c.get<unsigned>(), y.p, DType::F32);
+            ADD_FAILURE() << "head_dim " << D << " x " << Hq << " heads accepted";
+        } catch (const std::exception& e) {
+            EXPECT_NE(std::string(e.what()).find("head_dim " + std::to_string(D)), std::string::npos) << e.what();
+        }
+    }
+    try {
+        attention_decode_fused_cuda(q.get(), nullptr, 1, 1, 1, 7, nullptr, nullptr, 1e-6f, q.get(), 1.0f, kv, rows, 1,
+                                    w.get(), c.get<unsigned>(), y.p, DType::F32);
+        ADD_FAILURE() << "odd head_dim accepted";
+    } catch (const std::exception& e) {
+        EXPECT_NE(std::string(e.what()).find("head_dim 7"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
 
 TEST(CudaOps, AllOpsMatchReference) {
     if (device_count() == 0) GTEST_SKIP() << "no CUDA device";

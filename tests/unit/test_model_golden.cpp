@@ -117,6 +117,23 @@ TEST_P(Golden, KvCacheMatchesFullRecompute) {
     }
 }
 
+// LMSCOPE_KV_CACHE overrides the model's default; anything but f16 / f32 is a one-line error naming it.
+TEST(KvCacheDtype, EnvOverrideAndBadValue) {
+    DecoderModel model = DecoderModel::load(golden_dir("qwen3_gqa"));  // f32: f32 K/V by default
+    EXPECT_EQ(model.default_kv_dtype(), DType::F32);
+    setenv("LMSCOPE_KV_CACHE", "f16", 1);
+    EXPECT_EQ(model.new_cache(1).dtype, DType::F16);
+    setenv("LMSCOPE_KV_CACHE", "bf16", 1);
+    try {
+        (void)model.default_kv_dtype();
+        ADD_FAILURE() << "LMSCOPE_KV_CACHE=bf16 accepted";
+    } catch (const std::exception& e) {
+        EXPECT_NE(std::string(e.what()).find("LMSCOPE_KV_CACHE=bf16: expected f16 or f32"), std::string::npos) << e.what();
+    }
+    unsetenv("LMSCOPE_KV_CACHE");
+    EXPECT_EQ(model.default_kv_dtype(), DType::F32);
+}
+
 // The default f16 KV cache (issue 8: half the bytes a decode step reads) stays within 2e-3 relative of
 // the f32 cache's logits, fast and reference ops both (the same size as its distance to transformers
 // in f32; printed below).
