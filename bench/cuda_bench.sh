@@ -11,7 +11,7 @@
 # The AWQ quantisation (single-threaded, minutes for 8B) runs in the background while the bf16 / fp8
 # rows are measured; `bash bench/cuda_bench.sh --prepare BIN OUT` only makes the bf16 checkpoints and
 # starts those quantisations (tools/cuda_device_run.sh calls it before the tests, so that they overlap).
-# BENCH_REPEAT (default 5) runs per row, BENCH_PDL=1 adds the PDL variant of bf16 b=1, BENCH_L2=1
+# BENCH_REPEAT (default 5) runs per row, BENCH_PDL=1 adds bf16 b=1 without PDL, BENCH_L2=1
 # the decode b=1 row of each format with the L2 prefetch chain on (LMSCOPE_CUDA_L2_PREFETCH_MB=auto).
 # Prints a table last; JSON lines in OUT_DIR/bench.jsonl. See bench/cuda_notes.md.
 set -uo pipefail
@@ -60,10 +60,10 @@ bench_rows() {  # shape format dir
         line=$(LMSCOPE_CUDA_L2_PREFETCH_MB=auto "$BIN" bench --device cuda --model "$dir" $args --repeat "$REPEAT" --json 2>"$OUT/bench_err.log") \
             && echo "{\"shape\": \"$m\", \"format\": \"$f\", \"who\": \"lmscope\", \"args\": \"$args l2\", \"r\": $line}" | tee -a "$J"
     fi
-    if [ "$f" = bf16 ] && [ "${BENCH_PDL:-0}" = 1 ]; then  # programmatic dependent launch (bench/cuda_notes.md v2)
+    if [ "$f" = bf16 ] && [ "${BENCH_PDL:-0}" = 1 ]; then  # without programmatic dependent launch (on by default: cuda_notes v14)
         args="--prompt-len 512 --gen-len $GEN --batch 1"
-        line=$(LMSCOPE_CUDA_PDL=1 "$BIN" bench --device cuda --model "$dir" $args --repeat "$REPEAT" --json 2>"$OUT/bench_err.log") \
-            && echo "{\"shape\": \"$m\", \"format\": \"$f\", \"who\": \"lmscope\", \"args\": \"$args pdl\", \"r\": $line}" | tee -a "$J"
+        line=$(LMSCOPE_CUDA_PDL=0 "$BIN" bench --device cuda --model "$dir" $args --repeat "$REPEAT" --json 2>"$OUT/bench_err.log") \
+            && echo "{\"shape\": \"$m\", \"format\": \"$f\", \"who\": \"lmscope\", \"args\": \"$args nopdl\", \"r\": $line}" | tee -a "$J"
     fi
 }
 

@@ -27,7 +27,7 @@ def measures(r, args):
     if G > 0:
         ctx = P + G / 2  # mean cache length read per step
         step = r["step_weight_bytes"] + B * ctx * r["kv_bytes_per_position"]
-        tag = " PDL" if args.endswith("pdl") else " L2pf" if args.endswith(" l2") else ""
+        tag = " no PDL" if args.endswith("nopdl") else " L2pf" if args.endswith(" l2") else ""
         out.append((f"decode b={B} P={P}{tag}", r["decode_tok_s"], bw / step * B, step, f"decode_b{B}_tok_s"))
     if B == 1 and not args.endswith(("pdl", " l2")):
         out.append((f"prefill P={P} b=1", r["prefill_tok_s"], P / (r["prefill_flops"] / mm), None, f"prefill{P}_tok_s"))

@@ -22,12 +22,13 @@ CARRY=build-cuda/carry
 prepare() {
     set -e
     cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DLMSCOPE_CUDA=ON >/dev/null
-    cmake --build build-cuda -j "${JOBS:-2}" --target lmscope lmscope_tests
+    cmake --build build-cuda -j "${JOBS:-2}" --target lmscope lmscope_tests cuda_gemv_probe
     rm -rf "$CARRY" && mkdir -p "$CARRY/lib"
     # stripped and gzipped: the working tree that travels is limited to 64 MiB
     for b in lmscope lmscope_tests; do
         strip -o "$CARRY/$b" build-cuda/$b && gzip -9 -f "$CARRY/$b"
     done
+    strip -o "$CARRY/cuda_gemv_probe" build-cuda/bench/cuda_gemv_probe && gzip -9 -f "$CARRY/cuda_gemv_probe"
     # non-CUDA shared libraries (the device has the CUDA runtime and cuBLAS of its own toolkit)
     for bin in build-cuda/lmscope build-cuda/lmscope_tests; do
         ldd "$bin" | awk '/=>/ {print $3}' | grep -vE 'libcuda|libcublas|libcudart|libc\.so|libm\.so|libdl|libpthread|librt|ld-linux|libgcc_s|libstdc' || true
@@ -43,7 +44,7 @@ device() {
     # the carried libraries are for our binaries only (python/torch keep their own environment)
     local ldp="$ROOT/$CARRY/lib:/usr/local/cuda/lib64:${cudalib}:${LD_LIBRARY_PATH:-}"
     mkdir -p /tmp/lms/bin
-    for b in lmscope lmscope_tests; do
+    for b in lmscope lmscope_tests cuda_gemv_probe; do
         gunzip -c "$CARRY/$b.gz" > /tmp/lms/bin/$b && chmod +x /tmp/lms/bin/$b
         printf '#!/bin/sh\nLD_LIBRARY_PATH="%s" exec "%s" "$@"\n' "$ldp" "/tmp/lms/bin/$b" > /tmp/lms/$b
         chmod +x /tmp/lms/$b
@@ -108,6 +109,9 @@ device() {
             timeout 300 python3 bench/cuda_profile.py /tmp/lms/lmscope -- bench --device cuda --model $m8 \
                 --prompt-len 2048 --gen-len 0 --repeat 1 > "$out/profile_8b_prefill.txt" 2>&1; head -24 "$out/profile_8b_prefill.txt"
         fi
+    fi
+    if [ "${PROBE:-0}" = 1 ]; then  # decode GEMV vs a pure read, one kernel per graph node
+        echo "== cuda_gemv_probe"; /tmp/lms/cuda_gemv_probe | tee "$out/gemv_probe.txt"
     fi
     if [ "${SKIP_BENCH:-0}" != 1 ]; then
         bash bench/cuda_bench.sh /tmp/lms/lmscope "$out"

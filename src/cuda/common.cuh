@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "core/dtype.h"
 #include "cuda/errors.h"
@@ -132,6 +133,27 @@ inline int sm_count() {
         return v;
     }();
     return n;
+}
+
+/**
+ * kernel<<<grid, block, smem, stream>>>(args...), as a programmatic dependent launch when `pdl`: the
+ * kernel may then start while the one before it runs, so before its `griddepcontrol.wait` (which
+ * returns once the previous grid has completed and its writes are visible) it may only read memory
+ * that no kernel of the sequence writes (weights, KV rows of earlier steps) and write nothing.
+ */
+template <typename... P, typename... A>
+void launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl, A&&... args) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...));
 }
 
 inline unsigned ceil_div(int64_t a, int64_t b) { return static_cast<unsigned>((a + b - 1) / b); }

@@ -51,6 +51,17 @@ int64_t l2_prefetch_budget() {
     return static_cast<int64_t>(l2) * 2 / 5;
 }
 
+// Programmatic dependent launch of the decode GEMVs and attention (launch_kernel in common.cuh): on
+// unless LMSCOPE_CUDA_PDL=0. H100, batch-1 decode: 0.6B 899 -> 936 tok/s, 8B 156.1 -> 157.4
+// (bench/cuda_notes.md v14-v15).
+bool pdl_choice() {
+    const char* e = std::getenv("LMSCOPE_CUDA_PDL");
+    if (!e) return true;
+    const std::string v(e);
+    if (v != "0" && v != "1") fail_rt("LMSCOPE_CUDA_PDL={}: expected 0 or 1", v);
+    return v == "1";
+}
+
 struct Layer {
     const float *in_norm = nullptr, *post_norm = nullptr, *q_norm = nullptr, *k_norm = nullptr;
     const float* qkv_bias = nullptr;
@@ -94,6 +105,7 @@ struct CudaDecoder::Impl {
     // L2 prefetch chain of the decode GEMVs (see plan_l2)
     std::vector<const DeviceLinear*> gemv_order;  // qkv, o, gate_up, down of each layer, then lm_head
     int64_t l2_budget = 0;                        // bytes ahead of the running GEMV; 0: off
+    bool pdl = true;
     size_t gemv_next = 0, l2_next = 0;            // GEMV about to be enqueued; first linear not yet asked for
     DeviceTrace tr;       // set during a traced prefill
     DeviceBuffer tr_buf;  // trace-only outputs (never read by the forward)
@@ -238,6 +250,7 @@ struct CudaDecoder::Impl {
     }
     GemvIn gemv_in(GemvIn in) {
         in.l2 = plan_l2();
+        in.pdl = pdl;
         return in;
     }
 
@@ -278,7 +291,7 @@ struct CudaDecoder::Impl {
             if (fused) {
                 attention_decode_fused_cuda(qkv.get<float>(), L.qkv_bias, R, Hq, Hkv, D, L.q_norm, L.k_norm, eps,
                                             inv_freq.get<float>(), scale, kvl, rows, max_len, attn_work.get<float>(),
-                                            attn_counters.get<unsigned>(), att.get(), att_dt, st);
+                                            attn_counters.get<unsigned>(), att.get(), att_dt, st, pdl);
             } else {
                 qkv_rope_cache_cuda(qkv.get<float>(), L.qkv_bias, R, Hq, Hkv, D, L.q_norm, L.k_norm, eps,
                                     inv_freq.get<float>(), rows, q.get<float>(), kvl, st);
@@ -455,6 +468,7 @@ CudaDecoder::CudaDecoder(const DecoderModel& host, CudaOptions opt) : impl_(std:
         for (const DeviceLinear* l : {&L.qkv, &L.o, &L.gate_up, &L.down}) m.gemv_order.push_back(l);
     m.gemv_order.push_back(&m.lm_head);
     m.l2_budget = l2_prefetch_budget();
+    m.pdl = pdl_choice();
     const std::vector<float> inv = rope_inv_freq(cfg.rope, cfg.head_dim);
     m.inv_freq.resize(inv.size() * sizeof(float));
     m.inv_freq.upload(inv.data(), inv.size() * sizeof(float));

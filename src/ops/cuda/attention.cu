@@ -129,7 +129,13 @@ __global__ void __launch_bounds__(kDecThreads)
         }
         mma::cp_async_commit();
     };
-    if (n_tiles > 0) stage(0, 0);
+    // Under PDL (common.cuh) the fused kernel's first K / V tile, rows of earlier steps, is on its way
+    // while the kernel before it finishes (the row of pos, which may be stale, is replaced below); the
+    // unfused kernel reads rows the previous kernel wrote, so it waits first. Without PDL the wait
+    // returns at once.
+    if (fused && n_tiles > 0) stage(0, 0);
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    if (!fused && n_tiles > 0) stage(0, 0);
     if (!fused) {
         for (int i = tid; i < GD; i += kDecThreads)
             sQ[i] = q[(static_cast<int64_t>(r) * Hq + kvh * G) * D + i] * scale;  // heads kvh*G .. are contiguous
@@ -331,7 +337,7 @@ __global__ void __launch_bounds__(kDecThreads)
 template <typename KT, typename OutT>
 void launch_decode(const float* q, const DecodeQkv& fq, int64_t R, int64_t Hq, int64_t Hkv, int64_t D, float scale,
                    KvView kv, RowPos rows, int64_t max_len, float* work, unsigned* counters, void* out,
-                   cudaStream_t stream) {
+                   cudaStream_t stream, bool pdl) {
     const int G = static_cast<int>(Hq / Hkv);
     if (D % 8 || D > 256 || G * D > kDecThreads * kMaxOut)
         fail_rt("attention_decode_cuda: head_dim {} x {} query heads per kv head not supported (head_dim a multiple of 8, "
@@ -348,7 +354,7 @@ void launch_decode(const float* q, const DecodeQkv& fq, int64_t R, int64_t Hq, i
                                             cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(L.bytes)));
             attr_bytes = L.bytes;
         }
-        attn_decode_kernel<KT, OutT, N><<<grid, kDecThreads, L.bytes, stream>>>(
+        launch_kernel(attn_decode_kernel<KT, OutT, N>, grid, dim3(kDecThreads), L.bytes, stream, pdl,
             q, fq, static_cast<int>(Hq), static_cast<int>(Hkv), static_cast<int>(D), scale, static_cast<KT*>(kv.k),
             static_cast<KT*>(kv.v), kv.capacity, rows, chunk, nsplit, work, counters, static_cast<OutT*>(out));
     };
@@ -376,14 +382,14 @@ size_t attention_decode_workspace(int64_t R, int64_t Hq, int64_t Hkv, int64_t D,
 namespace {
 void decode_dispatch(const float* q, const DecodeQkv& fq, int64_t R, int64_t Hq, int64_t Hkv, int64_t D, float scale,
                      KvView kv, RowPos rows, int64_t max_len, float* work, unsigned* counters, void* out,
-                     DType out_dtype, cudaStream_t stream) {
+                     DType out_dtype, cudaStream_t stream, bool pdl) {
     if (R <= 0) return;
     if (Hq % Hkv) fail_rt("attention: {} query heads are not a multiple of {} kv heads", Hq, Hkv);
     dispatch_float(kv.dtype, [&](auto* kp) {
         using KT = std::remove_pointer_t<decltype(kp)>;
         dispatch_float(out_dtype, [&](auto* op) {
             using OT = std::remove_pointer_t<decltype(op)>;
-            launch_decode<KT, OT>(q, fq, R, Hq, Hkv, D, scale, kv, rows, max_len, work, counters, out, stream);
+            launch_decode<KT, OT>(q, fq, R, Hq, Hkv, D, scale, kv, rows, max_len, work, counters, out, stream, pdl);
         });
     });
 }
@@ -391,17 +397,17 @@ void decode_dispatch(const float* q, const DecodeQkv& fq, int64_t R, int64_t Hq,
 
 void attention_decode_cuda(const float* q, int64_t R, int64_t Hq, int64_t Hkv, int64_t D, float scale, KvView kv,
                            RowPos rows, int64_t max_len, float* work, unsigned* counters, void* out, DType out_dtype,
-                           cudaStream_t stream) {
-    decode_dispatch(q, {}, R, Hq, Hkv, D, scale, kv, rows, max_len, work, counters, out, out_dtype, stream);
+                           cudaStream_t stream, bool pdl) {
+    decode_dispatch(q, {}, R, Hq, Hkv, D, scale, kv, rows, max_len, work, counters, out, out_dtype, stream, pdl);
 }
 
 void attention_decode_fused_cuda(const float* qkv, const float* bias, int64_t R, int64_t Hq, int64_t Hkv, int64_t D,
                                  const float* q_norm, const float* k_norm, float eps, const float* inv_freq, float scale,
                                  KvView kv, RowPos rows, int64_t max_len, float* work, unsigned* counters, void* out,
-                                 DType out_dtype, cudaStream_t stream) {
+                                 DType out_dtype, cudaStream_t stream, bool pdl) {
     if (D % 2) fail_rt("attention_decode_fused_cuda: head_dim {} is odd", D);
     const DecodeQkv fq{qkv, bias, q_norm, k_norm, eps, inv_freq};
-    decode_dispatch(nullptr, fq, R, Hq, Hkv, D, scale, kv, rows, max_len, work, counters, out, out_dtype, stream);
+    decode_dispatch(nullptr, fq, R, Hq, Hkv, D, scale, kv, rows, max_len, work, counters, out, out_dtype, stream, pdl);
 }
 
 void attention_cuda(const float* q, const float* k, const float* v, const AttentionShape& s, float* out,

@@ -1,16 +1,16 @@
 // The decode GEMV skeleton every weight format shares (linear.cu: dense, linear_fp8.cu, linear_awq.cu).
-// A block of kWarps warps stages f(x) for NT <= 8 rows in shared memory once (RMSNorm or SwiGLU
-// fused into the staging), then each warp takes F::kRows output rows at a time and asks the
+// One wave of blocks (as many as are resident at once) of kWarps warps each. A block stages f(x) for
+// NT <= 8 rows in shared memory once (RMSNorm or SwiGLU fused into the staging), then each warp takes
+// F::kRows output rows at a time, the next group's first loads in flight meanwhile, and asks the
 // format's rows_dot for their NT dot products (16-byte streamed weight loads, dequantised in
 // registers; x read once from shared memory for all kRows rows); warp-shuffle sums; bias and the
 // residual add in the store. The format F provides:
 //   struct Params;                       device pointers of the weight
 //   static constexpr int kRows;          output rows per warp pass
-//   row_base(p, row, in), row_bytes(in)  the weight bytes of one row (PDL prefetch)
 //   kPre, preload(p, row0, out, in, lane, pre[kPre])   the warp's first 16-byte loads, issued before
 //                                        the block stages x, so that their latency overlaps it
-//   rows_dot<NT>(p, row0, out, in, X, lane, accu[kRows][NT], pre)   this lane's partial sums (pre:
-//                                        the preloaded first loads of this row group, or null)
+//   rows_dot<NT>(p, row0, out, in, X, lane, accu[kRows][NT], pre)   this lane's partial sums (pre: the
+//                                        first pass of this row group, preloaded while the previous one ran)
 // x rows in shared memory are swizzled when in % 32 == 0: 16-byte unit u of a 128-byte line is
 // stored at u ^ (line % 8), so the lanes of a quarter warp that each read a contiguous 16..128-byte
 // run (bf16: 32 B, FP8: 64 B, AWQ: 128 B of x per 16-byte weight load) hit distinct banks.
@@ -54,16 +54,18 @@ __device__ __forceinline__ void preload_rows(const char* base, int64_t row_bytes
 
 /**
  * One pass of a two-dimensional loader: raw[u][r] = 16-byte vector k0 + 32 u of row r (those < nv),
- * streamed, or taken from `pre` (pre[u * kR + r], the preload of the warp's first pass) when given.
+ * streamed, or taken from `pre` (pre[u * kR + r], the preload of the row group's first pass) when
+ * `first`. (`pre` is a reference indexed by constants, never a pointer, so that it stays in registers:
+ * a pointer to it put it on the stack, and storing the preload there waited for the loads.)
  */
 template <int kU, int kR>
 __device__ __forceinline__ void load_pass(uint4 (&raw)[kU][kR], const uint4* const (&rows)[kR], int k0, int nv,
-                                          const uint4* pre) {
+                                          const uint4 (&pre)[kU * kR], bool first) {
 #pragma unroll
     for (int u = 0; u < kU; ++u)
 #pragma unroll
         for (int r = 0; r < kR; ++r)
-            if (k0 + u * 32 < nv) raw[u][r] = pre ? pre[u * kR + r] : load_stream(rows[r] + k0 + u * 32);
+            if (k0 + u * 32 < nv) raw[u][r] = first ? pre[u * kR + r] : load_stream(rows[r] + k0 + u * 32);
 }
 
 /** Word q (compile-time after unrolling) of a 16-byte load. */
@@ -81,6 +83,7 @@ struct Args {
     int64_t y_stride = 0;
     bool acc = false;
     L2Prefetch l2;
+    bool pdl = false;
 };
 
 // this block's share of each range of pf into L2 (fire and forget: the TMA unit fetches it)
@@ -196,42 +199,23 @@ __device__ __forceinline__ void stage_x(float* xs, const Args& a, const Xs& X) {
     else stage_x_scalar<NT, MODE>(xs, a, X);
 }
 
-// 16-byte loads a format preloads per lane (F::kPre, when it has a preload)
-template <class F>
-constexpr int pre_count() {
-    if constexpr (requires { F::kPre; }) return F::kPre;
-    else return 1;
-}
-
 template <class F, int NT, GemvInput MODE>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(typename F::Params w, Args a, bool pdl) {
     extern __shared__ float4 xs4[];
     float* xs = reinterpret_cast<float*>(xs4);  // (NT, in) transformed inputs
     constexpr int RPW = F::kRows;
-    // Programmatic dependent launch (LMSCOPE_CUDA_PDL=1, off by default: bench/cuda_notes.md v2, v8):
-    // this grid may start while the previous kernel still runs. The weights do not depend on it:
-    // pull this warp's first rows into L2 now, then wait for the inputs.
-    if (pdl) {
-        const int lane0 = threadIdx.x & 31, warp0 = threadIdx.x >> 5;
-        const int64_t row_bytes = F::row_bytes(a.in);
-        int n = 0;
-        for (int row = (blockIdx.x * kWarps + warp0) * RPW; row < a.out && n < 4; row += gridDim.x * kWarps * RPW, ++n) {
-            for (int r = 0; r < RPW && row + r < a.out; ++r) {
-                const char* base = F::row_base(w, row + r, a.in);
-                for (int64_t off = lane0 * 128; off < row_bytes; off += 32 * 128)
-                    asm volatile("prefetch.global.L2 [%0];" ::"l"(base + off));
-            }
-        }
-        asm volatile("griddepcontrol.wait;" ::: "memory");
-    }
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int stride = gridDim.x * kWarps * RPW;
     const int first = (blockIdx.x * kWarps + warp) * RPW;
-    // formats with a preload (dense): this warp's first weight loads are in flight while x is staged
-    constexpr bool kPreload = requires { F::kPre; };
-    uint4 pre[pre_count<F>()];
-    if constexpr (kPreload)
-        if (first < a.out) F::preload(w, first, a.out, a.in, lane, pre);
+    // Programmatic dependent launch (GemvIn::pdl; launch_kernel in common.cuh): this grid may start while
+    // the kernel before it still runs, and lets the next one start at once (its blocks only take SM
+    // slots once every block of this grid has been placed). The weights do not depend on the
+    // previous kernel: this warp's first loads go out now, and only then does it wait for x.
+    if (pdl) asm volatile("griddepcontrol.launch_dependents;");
+    // this warp's first weight loads are in flight while x is staged
+    uint4 pre[F::kPre];
+    if (first < a.out) F::preload(w, first, a.out, a.in, lane, pre);
+    if (pdl) asm volatile("griddepcontrol.wait;" ::: "memory");
     const Xs X{xs, a.in, a.in % 32 == 0};
     stage_x<NT, MODE>(xs, a, X);
     __syncthreads();
@@ -239,19 +223,19 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(typename F::Params w,
     for (int row0 = first; row0 < a.out; row0 += stride) {
         // the next kernels' weights, once this block's last rows are under way (earlier, a long
         // GEMV would evict them again before they are used)
-        if (row0 + stride >= a.out) {
-            if (threadIdx.x == 0) prefetch_l2(a.l2);
-            // PDL: the next kernel's blocks may start now that every block here is on its last rows
-            // (earlier, they would take the SM slots this grid's later blocks need)
-            if (pdl) asm volatile("griddepcontrol.launch_dependents;");
-        }
+        if (row0 + stride >= a.out && threadIdx.x == 0) prefetch_l2(a.l2);
+        // the first loads of this warp's next row group go out before this one's dot products, so that
+        // a warp with several row groups does not wait a whole DRAM latency at the start of each
+        uint4 next[F::kPre] = {};
+        if (row0 + stride < a.out) F::preload(w, row0 + stride, a.out, a.in, lane, next);
         float accu[RPW][NT];
 #pragma unroll
         for (int r = 0; r < RPW; ++r)
 #pragma unroll
             for (int t = 0; t < NT; ++t) accu[r][t] = 0.0f;
-        if constexpr (kPreload) F::template rows_dot<NT>(w, row0, a.out, a.in, X, lane, accu, row0 == first ? pre : nullptr);
-        else F::template rows_dot<NT>(w, row0, a.out, a.in, X, lane, accu);
+        F::template rows_dot<NT>(w, row0, a.out, a.in, X, lane, accu, pre);
+#pragma unroll
+        for (int i = 0; i < F::kPre; ++i) pre[i] = next[i];
 #pragma unroll
         for (int r = 0; r < RPW; ++r)
 #pragma unroll
@@ -286,14 +270,6 @@ inline size_t max_smem_optin() {
     return n;
 }
 
-inline bool pdl_enabled() {
-    static const bool on = [] {
-        const char* e = std::getenv("LMSCOPE_CUDA_PDL");
-        return e && std::atoi(e) == 1;
-    }();
-    return on;
-}
-
 template <class F, int NT, GemvInput MODE>
 void launch(const typename F::Params& w, const Args& a, cudaStream_t stream) {
     const size_t smem = sizeof(float) * NT * static_cast<size_t>(a.in);
@@ -306,25 +282,16 @@ void launch(const typename F::Params& w, const Args& a, cudaStream_t stream) {
                                         static_cast<int>(dyn)));
     });
     const int64_t rows_per_block = kWarps * F::kRows;
-    // enough blocks to fill every SM several times; each block stages x once and loops over rows
-    const int64_t per_sm = std::max<int64_t>(1, std::min<int64_t>(8, static_cast<int64_t>(200 * 1024 / (smem + 1024))));
+    // One wave: as many blocks as are resident at once, each looping over its rows with the next row
+    // group's loads in flight (8 per SM before, two waves at 56 registers: the second wave's blocks
+    // started cold; bench/cuda_notes.md v15). Half a wave, to leave room for the next kernel's
+    // blocks under PDL, was slower: 0.6B 936 -> 700 tok/s.
+    int occ = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, gemv_kernel<F, NT, MODE>, kWarps * 32, smem));
+    const int64_t per_sm = std::max(occ, 1);
     const int64_t grid = std::min<int64_t>((a.out + rows_per_block - 1) / rows_per_block, sm_count() * per_sm);
-    if (!pdl_enabled()) {
-        gemv_kernel<F, NT, MODE><<<static_cast<unsigned>(grid), kWarps * 32, smem, stream>>>(w, a, false);
-        CUDA_CHECK_LAUNCH();
-        return;
-    }
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(static_cast<unsigned>(grid));
-    cfg.blockDim = dim3(kWarps * 32);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_kernel<F, NT, MODE>, w, a, true));
+    launch_kernel(gemv_kernel<F, NT, MODE>, dim3(static_cast<unsigned>(grid)), dim3(kWarps * 32), smem, stream, a.pdl, w, a,
+                  a.pdl);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -373,6 +340,7 @@ void run(const typename F::Params& p, const float* x, int64_t T, const DeviceLin
     a.y_stride = y_stride;
     a.acc = accumulate;
     a.l2 = in.l2;
+    a.pdl = in.pdl;
     switch (in.mode) {
         case GemvInput::Plain: rows<F, GemvInput::Plain>(p, a, stream); break;
         case GemvInput::RmsNorm: rows<F, GemvInput::RmsNorm>(p, a, stream); break;

@@ -64,11 +64,6 @@ struct DenseFmt {
     struct Params {
         const WT* w;
     };
-    __device__ static const char* row_base(const Params& p, int row, int in) {
-        return reinterpret_cast<const char*>(p.w + static_cast<int64_t>(row) * in);
-    }
-    __device__ static int64_t row_bytes(int in) { return static_cast<int64_t>(in) * sizeof(WT); }
-
     // the first kUnroll 16-byte loads of a row, issued before the block stages x (gemv.cuh): the
     // weights' DRAM latency then overlaps the staging
     static constexpr int kPre = kUnroll;
@@ -81,7 +76,7 @@ struct DenseFmt {
 
     template <int NT>
     __device__ static void rows_dot(const Params& p, int row0, int /*out*/, int in, const gemv::Xs& X, int lane,
-                                    float (&accu)[1][NT], const uint4* pre = nullptr) {
+                                    float (&accu)[1][NT], const uint4 (&pre)[kPre]) {
         const WT* wr = p.w + static_cast<int64_t>(row0) * in;
         constexpr int VN = Vec16<WT>::N;
         if (in % VN == 0) {
@@ -91,7 +86,7 @@ struct DenseFmt {
                 uint4 raw[kUnroll];
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u)
-                    if (k0 + u * 32 < nv) raw[u] = pre && k0 == lane ? pre[u] : gemv::load_stream(w4 + k0 + u * 32);
+                    if (k0 + u * 32 < nv) raw[u] = k0 == lane ? pre[u] : gemv::load_stream(w4 + k0 + u * 32);
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u) {
                     const int k = k0 + u * 32;

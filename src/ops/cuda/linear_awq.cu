@@ -34,11 +34,6 @@ struct AwqFmt {
         int ng, group;
         int kshift;          // log2(group / 32) when that is a power of two (16-byte load k -> group k >> kshift), else -1
     };
-    __device__ static const char* row_base(const Params& p, int row, int in) {
-        return reinterpret_cast<const char*>(p.qw + static_cast<int64_t>(row) * (in / 8));
-    }
-    __device__ static int64_t row_bytes(int in) { return in / 2; }
-
     // the first 16-byte loads of the warp's row pair, issued before the block stages x (gemv.cuh)
     static constexpr int kPre = kUnroll * kRows;
     __device__ static void preload(const Params& p, int row0, int out, int in, int lane, uint4 (&pre)[kPre]) {
@@ -48,7 +43,7 @@ struct AwqFmt {
 
     template <int NT>
     __device__ static void rows_dot(const Params& p, int row0, int out, int in, const gemv::Xs& X, int lane,
-                                    float (&accu)[kRows][NT], const uint4* pre = nullptr) {
+                                    float (&accu)[kRows][NT], const uint4 (&pre)[kPre]) {
         const uint32_t* wr[kRows];
         const uint32_t* szr[kRows];
 #pragma unroll
@@ -65,7 +60,7 @@ struct AwqFmt {
             for (int k0 = lane; k0 < nv; k0 += 32 * kUnroll) {
                 uint4 raw[kUnroll][kRows];
                 uint32_t szw[kUnroll][kRows];
-                gemv::load_pass<kUnroll, kRows>(raw, w4, k0, nv, k0 == lane ? pre : nullptr);
+                gemv::load_pass<kUnroll, kRows>(raw, w4, k0, nv, pre, k0 == lane);
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u)
 #pragma unroll

@@ -31,11 +31,6 @@ struct Fp8Fmt {
         int nbi, bi;
         int kshift;            // log2(bi / 16) when that is a power of two (16-byte load k -> block k >> kshift), else -1
     };
-    __device__ static const char* row_base(const Params& p, int row, int in) {
-        return reinterpret_cast<const char*>(p.codes + static_cast<int64_t>(row) * in);
-    }
-    __device__ static int64_t row_bytes(int in) { return in; }
-
     // the first 16-byte loads of the warp's row pair, issued before the block stages x (gemv.cuh)
     static constexpr int kPre = kUnroll * kRows;
     __device__ static void preload(const Params& p, int row0, int out, int in, int lane, uint4 (&pre)[kPre]) {
@@ -45,7 +40,7 @@ struct Fp8Fmt {
 
     template <int NT>
     __device__ static void rows_dot(const Params& p, int row0, int out, int in, const gemv::Xs& X, int lane,
-                                    float (&accu)[kRows][NT], const uint4* pre = nullptr) {
+                                    float (&accu)[kRows][NT], const uint4 (&pre)[kPre]) {
         const uint8_t* wr[kRows];
         const float* sr[kRows];
 #pragma unroll
@@ -61,7 +56,7 @@ struct Fp8Fmt {
             for (int r = 0; r < kRows; ++r) w4[r] = reinterpret_cast<const uint4*>(wr[r]);
             for (int k0 = lane; k0 < nv; k0 += 32 * kUnroll) {
                 uint4 raw[kUnroll][kRows];
-                gemv::load_pass<kUnroll, kRows>(raw, w4, k0, nv, k0 == lane ? pre : nullptr);
+                gemv::load_pass<kUnroll, kRows>(raw, w4, k0, nv, pre, k0 == lane);
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u) {
                     const int k = k0 + u * 32;

@@ -168,7 +168,7 @@ size_t attention_decode_workspace(int64_t R, int64_t Hq, int64_t Hkv, int64_t D,
  */
 void attention_decode_cuda(const float* q, int64_t R, int64_t Hq, int64_t Hkv, int64_t D, float scale,
                            KvView kv, RowPos rows, int64_t max_len, float* work, unsigned* counters, void* out,
-                           DType out_dtype, cudaStream_t stream = nullptr);
+                           DType out_dtype, cudaStream_t stream = nullptr, bool pdl = false);
 
 /**
  * qkv_rope_cache_cuda and attention_decode_cuda in one kernel, for decode rows (one new position per
@@ -179,7 +179,7 @@ void attention_decode_cuda(const float* q, int64_t R, int64_t Hq, int64_t Hkv, i
 void attention_decode_fused_cuda(const float* qkv, const float* bias, int64_t R, int64_t Hq, int64_t Hkv, int64_t D,
                                  const float* q_norm, const float* k_norm, float eps, const float* inv_freq, float scale,
                                  KvView kv, RowPos rows, int64_t max_len, float* work, unsigned* counters, void* out,
-                                 DType out_dtype, cudaStream_t stream = nullptr);
+                                 DType out_dtype, cudaStream_t stream = nullptr, bool pdl = false);
 
 /** True when attention_prefill_cuda handles this head_dim (64 or 128). */
 bool attention_prefill_supported(int64_t D);
@@ -220,6 +220,7 @@ struct GemvIn {
     int64_t x_stride = 0;   // 0: in
     int64_t up_offset = 0;  // SiluMul
     L2Prefetch l2;          // issued when each block starts its last pass over the rows
+    bool pdl = false;       // programmatic dependent launch (launch_kernel in cuda/common.cuh)
 };
 
 /**
