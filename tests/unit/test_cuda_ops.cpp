@@ -191,7 +191,7 @@ void add_quant_cases(std::vector<Case>& cs, const std::string& tag, std::functio
 // quantized GEMV with the fused input transforms and the residual add
 void add_quant_fused_cases(std::vector<Case>& cs, const std::string& tag, std::function<Linear(int64_t, std::mt19937&)> make) {
     for (int mode = 0; mode < 2; ++mode)
-        for (int64_t in : {256, 1024})
+        for (int64_t in : {256, 1024, 3072})  // 3072: split-K (gemv::split_k)
             for (int64_t T : {1, 3, 8})
                 cs.push_back({fmt::format("linear_{} gemv {} {} in={} T={} +residual", tag, mode ? "silu_mul" : "rms_norm", tag, in, T),
                               kF32, [=](std::mt19937& rng) {
@@ -318,7 +318,7 @@ std::vector<Case> make_cases() {
                       }});
     // linear through the GEMV kernel (same signature as linear_cpu), every weight dtype
     for (DType dt : fdt)
-        for (int64_t in : {1, 7, 33, 128, 129, 4097})
+        for (int64_t in : {1, 7, 33, 128, 129, 2048, 3000, 4097})  // 2048, 3000: split-K, uneven parts
             for (int64_t out : {1, 7, 129})
                 for (int64_t T : {1, 2, 3, 9}) {
                     if (in == 4097 && T == 9 && out == 129) continue;
@@ -339,7 +339,7 @@ std::vector<Case> make_cases() {
                 }
     // GEMV with fused input transforms and the residual add
     for (int mode = 0; mode < 2; ++mode)
-        for (int64_t in : {7, 1024, 4097})
+        for (int64_t in : {7, 1024, 3000, 4097})
             for (int64_t T : {1, 4, 8}) {
                 cs.push_back({fmt::format("linear_gemv {} bf16 in={} T={} +residual", mode ? "silu_mul" : "rms_norm", in, T),
                               kF32, [=](std::mt19937& rng) {

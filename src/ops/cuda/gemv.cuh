@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
+#include <string>
 
 #include "cuda/common.cuh"
 #include "ops/cuda/ops_cuda.h"
@@ -37,19 +38,19 @@ __device__ __forceinline__ uint4 load_stream(const uint4* p) {
 }
 
 /**
- * A format's preload: the first kU passes of 16-byte loads of kR rows (row r at
- * base + min(row0 + r, out - 1) * row_bytes, nv vectors per row) into pre[u * kR + r].
+ * A format's preload: the first kU passes over the 16-byte vectors [kb, ke) of kR rows (row r at
+ * base + min(row0 + r, out - 1) * row_bytes) into pre[u * kR + r].
  */
 template <int kU, int kR>
-__device__ __forceinline__ void preload_rows(const char* base, int64_t row_bytes, int row0, int out, int nv, int lane,
-                                             uint4 (&pre)[kU * kR]) {
+__device__ __forceinline__ void preload_rows(const char* base, int64_t row_bytes, int row0, int out, int kb, int ke,
+                                             int lane, uint4 (&pre)[kU * kR]) {
 #pragma unroll
     for (int u = 0; u < kU; ++u)
 #pragma unroll
         for (int r = 0; r < kR; ++r)
-            if (lane + u * 32 < nv)
+            if (kb + lane + u * 32 < ke)
                 pre[u * kR + r] = load_stream(
-                    reinterpret_cast<const uint4*>(base + static_cast<int64_t>(min(row0 + r, out - 1)) * row_bytes) + lane + u * 32);
+                    reinterpret_cast<const uint4*>(base + static_cast<int64_t>(min(row0 + r, out - 1)) * row_bytes) + kb + lane + u * 32);
 }
 
 /**
@@ -84,6 +85,7 @@ struct Args {
     bool acc = false;
     L2Prefetch l2;
     bool pdl = false;
+    int ksplit = 1;  // warps per row group (split-K), set by launch
 };
 
 // this block's share of each range of pf into L2 (fire and forget: the TMA unit fetches it)
@@ -199,14 +201,22 @@ __device__ __forceinline__ void stage_x(float* xs, const Args& a, const Xs& X) {
     else stage_x_scalar<NT, MODE>(xs, a, X);
 }
 
+// batch 1: at most 80 registers, so that 3 blocks fit on an SM (89 without the bound: 2 blocks, a
+// third fewer warps streaming; 0.6B 944 -> 907 tok/s)
 template <class F, int NT, GemvInput MODE>
-__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(typename F::Params w, Args a, bool pdl) {
+__global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 3 : 1) gemv_kernel(typename F::Params w, Args a, bool pdl) {
     extern __shared__ float4 xs4[];
     float* xs = reinterpret_cast<float*>(xs4);  // (NT, in) transformed inputs
     constexpr int RPW = F::kRows;
+    __shared__ float part_sum[kWarps][RPW][NT];  // split-K: each warp's sums, added up by part 0
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int stride = gridDim.x * kWarps * RPW;
-    const int first = (blockIdx.x * kWarps + warp) * RPW;
+    // split-K (a.ksplit warps per row group, a divisor of kWarps): part p of a group takes the 16-byte
+    // vectors [kb, ke) of its rows; 1 when the format has no vector path (nv = 0)
+    const int ks = a.ksplit, groups = kWarps / ks, grp = warp / ks, part = warp % ks;
+    const int nv = F::vectors(w, a.in), kb = nv * part / ks, ke = nv * (part + 1) / ks;
+    const int stride = gridDim.x * groups * RPW;
+    const int block0 = blockIdx.x * groups * RPW;  // the block's first row; the row loop is uniform over the block
+    const int first = block0 + grp * RPW;
     // Programmatic dependent launch (GemvIn::pdl; launch_kernel in common.cuh): this grid may start while
     // the kernel before it still runs, and lets the next one start at once (its blocks only take SM
     // slots once every block of this grid has been placed). The weights do not depend on the
@@ -214,33 +224,50 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(typename F::Params w,
     if (pdl) asm volatile("griddepcontrol.launch_dependents;");
     // this warp's first weight loads are in flight while x is staged
     uint4 pre[F::kPre];
-    if (first < a.out) F::preload(w, first, a.out, a.in, lane, pre);
+    if (first < a.out) F::preload(w, first, a.out, a.in, lane, pre, kb, ke);
     if (pdl) asm volatile("griddepcontrol.wait;" ::: "memory");
     const Xs X{xs, a.in, a.in % 32 == 0};
     stage_x<NT, MODE>(xs, a, X);
     __syncthreads();
 
-    for (int row0 = first; row0 < a.out; row0 += stride) {
+    for (int base = block0; base < a.out; base += stride) {
+        const int row0 = base + grp * RPW;
+        const bool live = row0 < a.out;
         // the next kernels' weights, once this block's last rows are under way (earlier, a long
         // GEMV would evict them again before they are used)
-        if (row0 + stride >= a.out && threadIdx.x == 0) prefetch_l2(a.l2);
+        if (base + stride >= a.out && threadIdx.x == 0) prefetch_l2(a.l2);
         // the first loads of this warp's next row group go out before this one's dot products, so that
         // a warp with several row groups does not wait a whole DRAM latency at the start of each
         uint4 next[F::kPre] = {};
-        if (row0 + stride < a.out) F::preload(w, row0 + stride, a.out, a.in, lane, next);
+        if (row0 + stride < a.out) F::preload(w, row0 + stride, a.out, a.in, lane, next, kb, ke);
         float accu[RPW][NT];
 #pragma unroll
         for (int r = 0; r < RPW; ++r)
 #pragma unroll
             for (int t = 0; t < NT; ++t) accu[r][t] = 0.0f;
-        F::template rows_dot<NT>(w, row0, a.out, a.in, X, lane, accu, pre);
+        if (live) F::template rows_dot<NT>(w, row0, a.out, a.in, X, lane, accu, pre, kb, ke);
 #pragma unroll
         for (int i = 0; i < F::kPre; ++i) pre[i] = next[i];
 #pragma unroll
         for (int r = 0; r < RPW; ++r)
 #pragma unroll
             for (int t = 0; t < NT; ++t) accu[r][t] = warp_sum(accu[r][t]);
-        if (lane == 0) {
+        if (ks > 1) {  // parts in order: the same sums whatever the timing
+            if (lane == 0)
+#pragma unroll
+                for (int r = 0; r < RPW; ++r)
+#pragma unroll
+                    for (int t = 0; t < NT; ++t) part_sum[warp][r][t] = accu[r][t];
+            __syncthreads();
+            if (part == 0 && lane == 0)
+                for (int p = 1; p < ks; ++p)
+#pragma unroll
+                    for (int r = 0; r < RPW; ++r)
+#pragma unroll
+                        for (int t = 0; t < NT; ++t) accu[r][t] += part_sum[warp + p][r][t];
+            __syncthreads();  // part_sum is written again in the next pass
+        }
+        if (live && part == 0 && lane == 0) {
 #pragma unroll
             for (int r = 0; r < RPW; ++r) {
                 const int row = row0 + r;
@@ -270,6 +297,33 @@ inline size_t max_smem_optin() {
     return n;
 }
 
+/**
+ * Warps per row group (1, 2, 4 or 8): a row of nv 16-byte vectors takes ceil(nv / per_pass) dependent
+ * rounds of loads for one warp, and `slots` warps are resident. When the groups x ks parts still fit in
+ * one wave, split so that the rounds a warp waits for, ceil(nv / ks / per_pass), are fewest (the
+ * smaller split on ties; at least 32 vectors, one per lane, a part). 0.6B o / down (1024 rows of 2048 /
+ * 3072) split in 2: one round each instead of 2-3, every load issued before the previous kernel ends.
+ * LMSCOPE_CUDA_GEMV_SPLITK=0 turns it off.
+ */
+inline int split_k(int64_t nv, int64_t per_pass, int64_t groups, int64_t slots) {
+    static const bool on = [] { const char* e = std::getenv("LMSCOPE_CUDA_GEMV_SPLITK"); return !e || std::string(e) != "0"; }();
+    if (!on || nv <= 0) return 1;
+    int best = 1;
+    int64_t best_rounds = 0;
+    for (int ks = 1; ks <= kWarps; ks *= 2) {
+        // only where one wave of whole rows leaves warps idle: a GEMV that fills them is bound by
+        // bytes, not rounds (8B o / down split in 2: 153.8 -> 145 tok/s)
+        if (ks > 1 && (nv / ks < 32 || groups * ks > slots)) break;
+        const int64_t iterations = (groups * ks + slots - 1) / slots, per_part = (nv + ks - 1) / ks;
+        const int64_t rounds = iterations * ((per_part + per_pass - 1) / per_pass);
+        if (ks == 1 || rounds < best_rounds) {
+            best = ks;
+            best_rounds = rounds;
+        }
+    }
+    return best;
+}
+
 template <class F, int NT, GemvInput MODE>
 void launch(const typename F::Params& w, const Args& a, cudaStream_t stream) {
     const size_t smem = sizeof(float) * NT * static_cast<size_t>(a.in);
@@ -288,10 +342,13 @@ void launch(const typename F::Params& w, const Args& a, cudaStream_t stream) {
     // blocks under PDL, was slower: 0.6B 936 -> 700 tok/s.
     int occ = 0;
     CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, gemv_kernel<F, NT, MODE>, kWarps * 32, smem));
-    const int64_t per_sm = std::max(occ, 1);
-    const int64_t grid = std::min<int64_t>((a.out + rows_per_block - 1) / rows_per_block, sm_count() * per_sm);
-    launch_kernel(gemv_kernel<F, NT, MODE>, dim3(static_cast<unsigned>(grid)), dim3(kWarps * 32), smem, stream, a.pdl, w, a,
-                  a.pdl);
+    const int64_t blocks = sm_count() * static_cast<int64_t>(std::max(occ, 1)), slots = blocks * kWarps;
+    Args b = a;
+    b.ksplit = split_k(F::vectors(w, a.in), F::kPre / F::kRows * 32, (a.out + F::kRows - 1) / F::kRows, slots);
+    const int64_t groups = (a.out + F::kRows - 1) / F::kRows * b.ksplit;
+    const int64_t grid = std::min<int64_t>((groups + kWarps - 1) / kWarps, blocks);
+    launch_kernel(gemv_kernel<F, NT, MODE>, dim3(static_cast<unsigned>(grid)), dim3(kWarps * 32), smem, stream, b.pdl, w, b,
+                  b.pdl);
     CUDA_CHECK_LAUNCH();
 }
 

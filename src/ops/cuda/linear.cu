@@ -67,30 +67,30 @@ struct DenseFmt {
     // the first kUnroll 16-byte loads of a row, issued before the block stages x (gemv.cuh): the
     // weights' DRAM latency then overlaps the staging
     static constexpr int kPre = kUnroll;
-    __device__ static void preload(const Params& p, int row0, int out, int in, int lane, uint4 (&pre)[kPre]) {
-        constexpr int VN = Vec16<WT>::N;
-        if (in % VN == 0)
-            gemv::preload_rows<kUnroll, 1>(reinterpret_cast<const char*>(p.w), int64_t{in} * sizeof(WT), row0, out, in / VN,
+    /** 16-byte vectors per row, or 0 when rows are read element by element (split-K needs the former). */
+    __host__ __device__ static int vectors(const Params&, int in) { return in % Vec16<WT>::N == 0 ? in / Vec16<WT>::N : 0; }
+    __device__ static void preload(const Params& p, int row0, int out, int in, int lane, uint4 (&pre)[kPre], int kb, int ke) {
+        if (vectors(p, in) > 0)
+            gemv::preload_rows<kUnroll, 1>(reinterpret_cast<const char*>(p.w), int64_t{in} * sizeof(WT), row0, out, kb, ke,
                                            lane, pre);
     }
 
     template <int NT>
     __device__ static void rows_dot(const Params& p, int row0, int /*out*/, int in, const gemv::Xs& X, int lane,
-                                    float (&accu)[1][NT], const uint4 (&pre)[kPre]) {
+                                    float (&accu)[1][NT], const uint4 (&pre)[kPre], int kb, int ke) {
         const WT* wr = p.w + static_cast<int64_t>(row0) * in;
         constexpr int VN = Vec16<WT>::N;
         if (in % VN == 0) {
             const uint4* w4 = reinterpret_cast<const uint4*>(wr);
-            const int nv = in / VN;
-            for (int k0 = lane; k0 < nv; k0 += 32 * kUnroll) {
+            for (int k0 = kb + lane; k0 < ke; k0 += 32 * kUnroll) {
                 uint4 raw[kUnroll];
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u)
-                    if (k0 + u * 32 < nv) raw[u] = k0 == lane ? pre[u] : gemv::load_stream(w4 + k0 + u * 32);
+                    if (k0 + u * 32 < ke) raw[u] = k0 == kb + lane ? pre[u] : gemv::load_stream(w4 + k0 + u * 32);
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u) {
                     const int k = k0 + u * 32;
-                    if (k < nv) {
+                    if (k < ke) {
                         float wf[VN];
                         Vec16<WT>::unpack(raw[u], wf);
 #pragma unroll

@@ -36,14 +36,16 @@ struct AwqFmt {
     };
     // the first 16-byte loads of the warp's row pair, issued before the block stages x (gemv.cuh)
     static constexpr int kPre = kUnroll * kRows;
-    __device__ static void preload(const Params& p, int row0, int out, int in, int lane, uint4 (&pre)[kPre]) {
-        if (in % 32 == 0 && p.group % 32 == 0)
-            gemv::preload_rows<kUnroll, kRows>(reinterpret_cast<const char*>(p.qw), in / 2, row0, out, in / 32, lane, pre);
+    /** 16-byte vectors per row, or 0 when rows are read element by element (split-K needs the former). */
+    __host__ __device__ static int vectors(const Params& p, int in) { return in % 32 == 0 && p.group % 32 == 0 ? in / 32 : 0; }
+    __device__ static void preload(const Params& p, int row0, int out, int in, int lane, uint4 (&pre)[kPre], int kb, int ke) {
+        if (vectors(p, in) > 0)
+            gemv::preload_rows<kUnroll, kRows>(reinterpret_cast<const char*>(p.qw), in / 2, row0, out, kb, ke, lane, pre);
     }
 
     template <int NT>
     __device__ static void rows_dot(const Params& p, int row0, int out, int in, const gemv::Xs& X, int lane,
-                                    float (&accu)[kRows][NT], const uint4 (&pre)[kPre]) {
+                                    float (&accu)[kRows][NT], const uint4 (&pre)[kPre], int kb, int ke) {
         const uint32_t* wr[kRows];
         const uint32_t* szr[kRows];
 #pragma unroll
@@ -53,25 +55,24 @@ struct AwqFmt {
             szr[r] = p.sz + static_cast<int64_t>(row) * p.ng;
         }
         if (in % 32 == 0 && p.group % 32 == 0) {
-            const int nv = in / 32;
             const uint4* w4[kRows];
 #pragma unroll
             for (int r = 0; r < kRows; ++r) w4[r] = reinterpret_cast<const uint4*>(wr[r]);
-            for (int k0 = lane; k0 < nv; k0 += 32 * kUnroll) {
+            for (int k0 = kb + lane; k0 < ke; k0 += 32 * kUnroll) {
                 uint4 raw[kUnroll][kRows];
                 uint32_t szw[kUnroll][kRows];
-                gemv::load_pass<kUnroll, kRows>(raw, w4, k0, nv, pre, k0 == lane);
+                gemv::load_pass<kUnroll, kRows>(raw, w4, k0, ke, pre, k0 == kb + lane);
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
                     for (int r = 0; r < kRows; ++r) {
                         const int k = k0 + u * 32;
-                        if (k < nv) szw[u][r] = __ldg(szr[r] + (p.kshift >= 0 ? k >> p.kshift : k * 32 / p.group));
+                        if (k < ke) szw[u][r] = __ldg(szr[r] + (p.kshift >= 0 ? k >> p.kshift : k * 32 / p.group));
                     }
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u) {
                     const int k = k0 + u * 32;
-                    if (k >= nv) break;
+                    if (k >= ke) break;
                     __half2 z2[kRows];
 #pragma unroll
                     for (int r = 0; r < kRows; ++r) z2[r] = sz_zero2(szw[u][r]);

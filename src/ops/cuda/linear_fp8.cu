@@ -33,14 +33,16 @@ struct Fp8Fmt {
     };
     // the first 16-byte loads of the warp's row pair, issued before the block stages x (gemv.cuh)
     static constexpr int kPre = kUnroll * kRows;
-    __device__ static void preload(const Params& p, int row0, int out, int in, int lane, uint4 (&pre)[kPre]) {
-        if (in % 16 == 0 && p.bi % 16 == 0)
-            gemv::preload_rows<kUnroll, kRows>(reinterpret_cast<const char*>(p.codes), in, row0, out, in / 16, lane, pre);
+    /** 16-byte vectors per row, or 0 when rows are read element by element (split-K needs the former). */
+    __host__ __device__ static int vectors(const Params& p, int in) { return in % 16 == 0 && p.bi % 16 == 0 ? in / 16 : 0; }
+    __device__ static void preload(const Params& p, int row0, int out, int in, int lane, uint4 (&pre)[kPre], int kb, int ke) {
+        if (vectors(p, in) > 0)
+            gemv::preload_rows<kUnroll, kRows>(reinterpret_cast<const char*>(p.codes), in, row0, out, kb, ke, lane, pre);
     }
 
     template <int NT>
     __device__ static void rows_dot(const Params& p, int row0, int out, int in, const gemv::Xs& X, int lane,
-                                    float (&accu)[kRows][NT], const uint4 (&pre)[kPre]) {
+                                    float (&accu)[kRows][NT], const uint4 (&pre)[kPre], int kb, int ke) {
         const uint8_t* wr[kRows];
         const float* sr[kRows];
 #pragma unroll
@@ -50,17 +52,16 @@ struct Fp8Fmt {
             sr[r] = p.scale + static_cast<int64_t>(p.srow[row]) * p.nbi;
         }
         if (in % 16 == 0 && p.bi % 16 == 0) {
-            const int nv = in / 16;
             const uint4* w4[kRows];
 #pragma unroll
             for (int r = 0; r < kRows; ++r) w4[r] = reinterpret_cast<const uint4*>(wr[r]);
-            for (int k0 = lane; k0 < nv; k0 += 32 * kUnroll) {
+            for (int k0 = kb + lane; k0 < ke; k0 += 32 * kUnroll) {
                 uint4 raw[kUnroll][kRows];
-                gemv::load_pass<kUnroll, kRows>(raw, w4, k0, nv, pre, k0 == lane);
+                gemv::load_pass<kUnroll, kRows>(raw, w4, k0, ke, pre, k0 == kb + lane);
 #pragma unroll
                 for (int u = 0; u < kUnroll; ++u) {
                     const int k = k0 + u * 32;
-                    if (k >= nv) break;
+                    if (k >= ke) break;
                     const int kb = p.kshift >= 0 ? k >> p.kshift : k * 16 / p.bi;  // no division per load
                     float part[kRows][NT];
 #pragma unroll
