@@ -133,16 +133,11 @@ __global__ void __launch_bounds__(kDecThreads)
     // while the kernel before it finishes (the row of pos, which may be stale, is replaced below); the
     // unfused kernel reads rows the previous kernel wrote, so it waits first. Without PDL the wait
     // returns at once.
-    if (fused && n_tiles > 0) stage(0, 0);
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-    if (!fused && n_tiles > 0) stage(0, 0);
-    if (!fused) {
-        for (int i = tid; i < GD; i += kDecThreads)
-            sQ[i] = q[(static_cast<int64_t>(r) * Hq + kvh * G) * D + i] * scale;  // heads kvh*G .. are contiguous
-    } else {
-        // q/k norm + RoPE of qkv_rope_cache_cuda, fused: this block's G q heads (and, in the split that
-        // holds position pos, the new K / V rows, written to the cache and kept for the tile)
-        const int half = D / 2;
+    // The fused kernel's RoPE angles too (positions are set before the step's first kernel): a double
+    // sincos is ~1 us of latency that then overlaps the previous kernel.
+    const int half = D / 2;
+    if (fused) {
+        if (n_tiles > 0) stage(0, 0);
         const float fpos = static_cast<float>(pos);
         for (int j = tid; j < half; j += kDecThreads) {
             const float angle = __fmul_rn(fpos, fq.inv_freq[j]);  // f32 product, as torch
@@ -151,6 +146,15 @@ __global__ void __launch_bounds__(kDecThreads)
             sCos[j] = static_cast<float>(cd);
             sCos[half + j] = static_cast<float>(sd);
         }
+    }
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    if (!fused && n_tiles > 0) stage(0, 0);
+    if (!fused) {
+        for (int i = tid; i < GD; i += kDecThreads)
+            sQ[i] = q[(static_cast<int64_t>(r) * Hq + kvh * G) * D + i] * scale;  // heads kvh*G .. are contiguous
+    } else {
+        // q/k norm + RoPE of qkv_rope_cache_cuda, fused: this block's G q heads (and, in the split that
+        // holds position pos, the new K / V rows, written to the cache and kept for the tile)
         __syncthreads();
         const int64_t H = Hq + 2 * static_cast<int64_t>(Hkv);
         float* buf = sHead + warp * D;
