@@ -102,6 +102,8 @@ __device__ __forceinline__ void prefetch_l2(const L2Prefetch& pf) {
     }
 }
 
+__device__ __forceinline__ void prefetch_l1(const float* p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
+
 /** The staged rows f(x) (NT, in) in shared memory, read through the swizzle. */
 struct Xs {
     const float* p;
@@ -225,7 +227,14 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 3 : 1) gemv_kernel(type
     // this warp's first weight loads are in flight while x is staged
     uint4 pre[F::kPre];
     if (first < a.out) F::preload(w, first, a.out, a.in, lane, pre, kb, ke);
+    // into L1 meanwhile: the RMSNorm weights this thread scales x by (read after the block reduction,
+    // an L2 round trip on the critical path otherwise); they are constant, so before the wait too
+    if (MODE == GemvInput::RmsNorm && a.nw)
+        for (int i = 4 * threadIdx.x; i < a.in && i < 4 * 4 * kWarps * 32; i += 4 * kWarps * 32) prefetch_l1(a.nw + i);
     if (pdl) asm volatile("griddepcontrol.wait;" ::: "memory");
+    // the residual this warp adds its first rows to (written by an earlier kernel: after the wait)
+    if (a.acc && part == 0 && lane < RPW * NT && first + lane % RPW < a.out && lane / RPW < a.T)
+        prefetch_l1(a.y + static_cast<int64_t>(lane / RPW) * a.y_stride + first + lane % RPW);
     const Xs X{xs, a.in, a.in % 32 == 0};
     stage_x<NT, MODE>(xs, a, X);
     __syncthreads();
