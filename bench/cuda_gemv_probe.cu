@@ -6,12 +6,12 @@
 // `reps` times back to back in one CUDA graph, over enough copies of the weight that none is still in
 // L2 when it comes round again, and the graph is timed with events (median of 5 launches after a
 // warm-up): time per kernel, including the gap between graph nodes. Beside lmscope's GEMV
-// (linear_gemv_cuda, RMSNorm staged as in the decoder):
+// (linear_gemv_cuda with PDL, as the decoder runs it, RMSNorm staged; "plain": x as is; "no-pdl"):
 //   stream      a pure read of the same bytes (one wave, 16-byte loads, nothing but an XOR per load)
 //   stream+pdl  the same, launched as programmatic dependent launches (each kernel's loads may start
 //               while the previous kernel drains)
 //   empty       an empty kernel of one block per SM: the node-to-node floor (and empty+pdl)
-// and the 0.6B layer chain (qkv, o, gate_up, down, 28 times) as the decoder issues it.
+// and the 0.6B layer chain (qkv, o, gate_up, down, 28 times, with PDL) as the decoder issues it.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -117,7 +117,8 @@ int main(int argc, char** argv) {
     const std::vector<ProbeShape> shapes = {{"0.6B qkv", 4096, 1024},    {"0.6B o", 1024, 2048},    {"0.6B gate_up", 6144, 1024},
                                        {"0.6B down", 1024, 3072},   {"8B qkv", 6144, 4096},    {"8B o", 4096, 4096},
                                        {"8B gate_up", 24576, 4096}, {"8B down", 4096, 12288}};
-    std::printf("%-14s %9s %9s %9s %9s %9s %9s\n", "shape", "MB", "floor us", "gemv us", "stream us", "+pdl us", "gemv/strm");
+    std::printf("%-14s %9s %9s %9s %9s %9s %9s %9s %9s\n", "shape", "MB", "floor us", "gemv us", "plain us", "no-pdl us", "stream us",
+                "+pdl us", "gemv/+pdl");
     const double bw = 3.0e12;  // nominal H100 read rate for the floor column; the stream column is the measured one
     for (const ProbeShape& s : shapes) {
         const size_t bytes = static_cast<size_t>(s.out * s.in) * 2;
@@ -127,12 +128,16 @@ int main(int argc, char** argv) {
         w.in = s.in;
         w.out = s.out;
         const auto wp = [&](int i) { return pool.get<char>() + static_cast<size_t>(i % copies) * bytes; };
-        const double gemv = time_graph(st, reps, [&](int i) {
-            DeviceLinear wi = w;
-            wi.weight = wp(i);
-            linear_gemv_cuda(x.get<float>(), 1, wi, {GemvInput::RmsNorm, nw.get<float>(), 1e-6f, 0, 0, {}}, y.get<float>(), s.out,
-                             false, st);
-        });
+        const auto gemv_run = [&](GemvIn mode, bool pdl) {
+            mode.pdl = pdl;
+            return time_graph(st, reps, [&](int i) {
+                DeviceLinear wi = w;
+                wi.weight = wp(i);
+                linear_gemv_cuda(x.get<float>(), 1, wi, mode, y.get<float>(), s.out, false, st);
+            });
+        };
+        const GemvIn rms{GemvInput::RmsNorm, nw.get<float>(), 1e-6f, 0, 0, {}};
+        const double gemv = gemv_run(rms, true), plain = gemv_run({}, true), nopdl = gemv_run(rms, false);
         const auto stream_run = [&](bool pdl) {
             return time_graph(st, reps, [&](int i) {
                 launch_kernel(stream_kernel, dim3(sms * 4), dim3(256), 0, st, pdl, reinterpret_cast<const uint4*>(wp(i)),
@@ -140,7 +145,8 @@ int main(int argc, char** argv) {
             });
         };
         const double sm = stream_run(false), sp = stream_run(true);
-        std::printf("%-14s %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f\n", s.name, bytes / 1e6, bytes / bw * 1e6, gemv, sm, sp, gemv / sm);
+        std::printf("%-14s %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f\n", s.name, bytes / 1e6, bytes / bw * 1e6, gemv, plain,
+                    nopdl, sm, sp, gemv / sp);
     }
 
     // the 0.6B layer's four GEMVs in decoder order, 28 layers per graph (reps / 4 rounded)
@@ -157,7 +163,8 @@ int main(int argc, char** argv) {
         wi.in = s.in;
         wi.out = s.out;
         wi.weight = pool.get<char>() + off;
-        const GemvIn mode = i % 2 == 0 ? GemvIn{GemvInput::RmsNorm, nw.get<float>(), 1e-6f, 0, 0, {}} : GemvIn{};
+        GemvIn mode = i % 2 == 0 ? GemvIn{GemvInput::RmsNorm, nw.get<float>(), 1e-6f, 0, 0, {}} : GemvIn{};
+        mode.pdl = true;
         linear_gemv_cuda(x.get<float>(), 1, wi, mode, y.get<float>(), s.out, i % 2 == 1, st);
     });
     std::printf("\n0.6B layer chain (qkv, o, gate_up, down) x %d: %.2f us per GEMV, %.1f us per layer (%.1f us of bytes at 3 TB/s)\n",
