@@ -168,11 +168,11 @@ LMS_AVX512 void key_range_k(const float* qt, const char* k, const char* v, const
             const char* vb = v + j0 * row + kvh * D * es;
             // the first call of this kv head prefetches its slice of the next chunk's V rows (see the top)
             int64_t npf = std::clamp<int64_t>(jb - j0 - kChunk, 0, kChunk);
+            const char* pf = npf > 0 ? vb + kChunk * row : vb;  // (no pointer past the range's end)
             int64_t h = kvh * group;
             for (; h + 2 <= (kvh + 1) * group; h += 2, npf = 0)
-                pv_heads<NV, 2, F16>(vb, row, nj, sc + h, HS, corr + h, acc + h * D, D, vb + kChunk * row, npf);
-            if (h < (kvh + 1) * group)
-                pv_heads<NV, 1, F16>(vb, row, nj, sc + h, HS, corr + h, acc + h * D, D, vb + kChunk * row, npf);
+                pv_heads<NV, 2, F16>(vb, row, nj, sc + h, HS, corr + h, acc + h * D, D, pf, npf);
+            if (h < (kvh + 1) * group) pv_heads<NV, 1, F16>(vb, row, nj, sc + h, HS, corr + h, acc + h * D, D, pf, npf);
         }
     }
     std::copy(mv, mv + Hq, m);
