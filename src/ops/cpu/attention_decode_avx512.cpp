@@ -11,8 +11,9 @@
 // The chunk's V rows are prefetched (to L1: 16 rows of 8 kv heads are 32 KB in f16) during its score pass;
 // K rows kAheadK rows ahead. (32-key chunks with V to L2 read 2% slower from DRAM: cpu_notes v11.)
 // The P V pass reads only L1, so the memory would idle while it runs: during it, each kv head's slice of
-// the next chunk's V rows is prefetched to L2, a row per row of P V (cpu_notes v12: 4-12% faster from
-// DRAM on one thread), and the score pass's L1 prefetch of those rows then comes from L2.
+// the next chunk's V rows is prefetched to L2, a row per row of P V, and the score pass's L1 prefetch of
+// those rows then comes from L2 (cpu_notes v12: from DRAM 7-14% less time, 1 and 2 threads; from L3, a
+// short context, ~7% more).
 // The maskz forms of intrinsics are used where GCC 12 warns (-Wuninitialized) about the undefined
 // pass-through operand of the unmasked ones.
 #include "ops/cpu/attention_decode.h"
