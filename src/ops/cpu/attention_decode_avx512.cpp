@@ -12,8 +12,8 @@
 // K rows kAheadK rows ahead. (32-key chunks with V to L2 read 2% slower from DRAM: cpu_notes v11.)
 // The P V pass reads only L1, so the memory would idle while it runs: during it, each kv head's slice of
 // the next chunk's V rows is prefetched to L2, a row per row of P V, and the score pass's L1 prefetch of
-// those rows then comes from L2 (cpu_notes v12: from DRAM 7-14% less time, 1 and 2 threads; from L3, a
-// short context, ~7% more).
+// those rows then comes from L2 (cpu_notes v12: from DRAM 7-12% less time on 1 thread, 3-14% on 2 where
+// the noise allows a figure; from L3, a short context, ~7% more).
 // The maskz forms of intrinsics are used where GCC 12 warns (-Wuninitialized) about the undefined
 // pass-through operand of the unmasked ones.
 #include "ops/cpu/attention_decode.h"
