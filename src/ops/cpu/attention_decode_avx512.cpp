@@ -10,6 +10,10 @@
 //    chunk's rows, and each V slice is loaded and converted once for both.
 // The chunk's V rows are prefetched (to L1: 16 rows of 8 kv heads are 32 KB in f16) during its score pass;
 // K rows kAheadK rows ahead. (32-key chunks with V to L2 read 2% slower from DRAM: cpu_notes v11.)
+// The P V pass reads only L1, so the memory would idle while it runs: during it, each kv head's slice of
+// the next chunk's V rows is prefetched to L2, a row per row of P V, and the score pass's L1 prefetch of
+// those rows then comes from L2 (cpu_notes v12: from DRAM 7-12% less time on 1 thread, 3-14% on 2 where
+// the noise allows a figure; from L3, a short context, ~7% more).
 // The maskz forms of intrinsics are used where GCC 12 warns (-Wuninitialized) about the undefined
 // pass-through operand of the unmasked ones.
 #include "ops/cpu/attention_decode.h"
@@ -63,10 +67,11 @@ LMS_AVX512 inline __m512 reduce16(const __m512 r[16]) {
 }
 
 // acc_g (D) = acc_g * corr[g] + sum_j p[j * ps + g] * v_j for G query heads of one kv head; v_j at
-// vb + j * row. The G x NV accumulators stay in registers over the rows.
+// vb + j * row. The G x NV accumulators stay in registers over the rows. Row j also prefetches (to L2) the
+// D elements at pf + j * row for j < npf.
 template <int NV, int G, bool F16>
 LMS_AVX512 inline void pv_heads(const char* vb, int64_t row, int64_t nj, const float* p, int64_t ps,
-                                const float* corr, float* acc, int64_t D) {
+                                const float* corr, float* acc, int64_t D, const char* pf, int64_t npf) {
     constexpr int64_t es = F16 ? 2 : 4;
     __m512 a[G][NV];
 #pragma GCC unroll 2
@@ -77,6 +82,8 @@ LMS_AVX512 inline void pv_heads(const char* vb, int64_t row, int64_t nj, const f
     }
     for (int64_t j = 0; j < nj; ++j) {
         const char* vr = vb + j * row;
+        if (j < npf)
+            for (int64_t b = 0; b < D * es; b += 64) _mm_prefetch(pf + j * row + b, _MM_HINT_T1);
         __m512 pj[G];
 #pragma GCC unroll 2
         for (int g = 0; g < G; ++g) pj[g] = _mm512_set1_ps(p[j * ps + g]);
@@ -160,10 +167,13 @@ LMS_AVX512 void key_range_k(const float* qt, const char* k, const char* v, const
         }
         for (int64_t kvh = 0; kvh < Hkv; ++kvh) {  // acc = acc * corr + P V, per kv head
             const char* vb = v + j0 * row + kvh * D * es;
+            // the first call of this kv head prefetches its slice of the next chunk's V rows (see the top)
+            int64_t npf = std::clamp<int64_t>(jb - j0 - kChunk, 0, kChunk);
+            const char* pf = npf > 0 ? vb + kChunk * row : vb;  // (no pointer past the range's end)
             int64_t h = kvh * group;
-            for (; h + 2 <= (kvh + 1) * group; h += 2)
-                pv_heads<NV, 2, F16>(vb, row, nj, sc + h, HS, corr + h, acc + h * D, D);
-            if (h < (kvh + 1) * group) pv_heads<NV, 1, F16>(vb, row, nj, sc + h, HS, corr + h, acc + h * D, D);
+            for (; h + 2 <= (kvh + 1) * group; h += 2, npf = 0)
+                pv_heads<NV, 2, F16>(vb, row, nj, sc + h, HS, corr + h, acc + h * D, D, pf, npf);
+            if (h < (kvh + 1) * group) pv_heads<NV, 1, F16>(vb, row, nj, sc + h, HS, corr + h, acc + h * D, D, pf, npf);
         }
     }
     std::copy(mv, mv + Hq, m);
