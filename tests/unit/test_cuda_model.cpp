@@ -17,6 +17,7 @@ TEST(CudaModel, GoldenLogits) { GTEST_SKIP() << "built without CUDA"; }
 
 #include <fmt/format.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "io/safetensors.h"
@@ -116,6 +117,43 @@ TEST_P(CudaGolden, BatchedDecodeMatchesPrefill) {
 
 INSTANTIATE_TEST_SUITE_P(Checkpoints, CudaGolden,
                          ::testing::Values("qwen3_gqa", "qwen3_gqa_bf16", "qwen3_tied", "qwen2_bias", "llama3_scaled"));
+
+// Programmatic dependent launch only moves when kernels start, never what they compute: two sequences
+// prefilled and decoded through the graph give the same logits bit for bit with it on (the default) and
+// off. A read before `griddepcontrol.wait` of something the previous kernel writes shows up here as a
+// difference. LMSCOPE_CUDA_PDL accepts 0 / 1 and names itself otherwise.
+TEST(CudaPdl, SameLogitsOnAndOffAndBadValue) {
+    const std::string dir = golden_dir("qwen3_gqa_bf16");
+    DecoderModel host = DecoderModel::load(dir);
+    SafetensorsFile g = SafetensorsFile::open(dir + "/golden.safetensors");
+    const std::vector<int32_t> ids = golden_ids(g);
+    const int64_t T = static_cast<int64_t>(ids.size()), V = host.config().vocab_size, P = 4;
+    const auto logits_with = [&](const char* pdl) {
+        setenv("LMSCOPE_CUDA_PDL", pdl, 1);
+        cuda::CudaDecoder dev(host, {false, true});
+        dev.reset(2, T);
+        std::vector<float> all(static_cast<size_t>(2 * P * V)), step(static_cast<size_t>(2 * V));
+        for (int b = 0; b < 2; ++b) dev.prefill(b, ids.data() + b, P, all.data() + b * P * V, true);
+        for (int64_t t = P; t + 1 < T; ++t) {
+            const std::vector<int32_t> in = {ids[static_cast<size_t>(t)], ids[static_cast<size_t>(t + 1)]};
+            dev.decode(in.data(), step.data());
+            all.insert(all.end(), step.begin(), step.end());
+        }
+        return all;
+    };
+    const std::vector<float> on = logits_with("1"), off = logits_with("0");
+    unsetenv("LMSCOPE_CUDA_PDL");
+    ASSERT_EQ(on.size(), off.size());
+    EXPECT_EQ(std::memcmp(on.data(), off.data(), on.size() * sizeof(float)), 0) << "logits differ with PDL on and off";
+    setenv("LMSCOPE_CUDA_PDL", "2", 1);
+    try {
+        cuda::CudaDecoder dev(host, {false, true});
+        ADD_FAILURE() << "LMSCOPE_CUDA_PDL=2 accepted";
+    } catch (const std::exception& e) {
+        EXPECT_NE(std::string(e.what()).find("LMSCOPE_CUDA_PDL=2: expected 0 or 1"), std::string::npos) << e.what();
+    }
+    unsetenv("LMSCOPE_CUDA_PDL");
+}
 
 namespace {
 
