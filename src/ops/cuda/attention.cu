@@ -1,7 +1,8 @@
 // CUDA attention over the KV cache (causal, GQA), beside ops/ref/attention.cpp and ops/cpu/attention.cpp.
-//   decode  (attention_decode_cuda): one query row per block-row; keys split into chunks across
-//           blocks (split-K), each warp an online softmax over its keys, warps merged in shared
-//           memory, splits merged by a second kernel. Positions may be read on the device (graphs).
+//   decode  (attention_decode_cuda): a block per (kv head, row, key range); the kv head's query heads
+//           share each K / V tile; ranges only where rows x kv heads leave SMs idle, merged by the
+//           last block to finish. Positions may be read on the device (graphs); the fused variant
+//           also does the q / k norm, RoPE and the cache write, and runs under PDL (common.cuh).
 // The prefill kernel (attention_prefill_cuda) is in attention_prefill.cu.
 #include <type_traits>
 
