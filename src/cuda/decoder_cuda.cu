@@ -52,8 +52,8 @@ int64_t l2_prefetch_budget() {
 }
 
 // Programmatic dependent launch of the decode GEMVs and attention (launch_kernel in common.cuh): on
-// unless LMSCOPE_CUDA_PDL=0. H100, batch-1 decode: 0.6B 899 -> 936 tok/s, 8B 156.1 -> 157.4
-// (bench/cuda_notes.md v14-v15).
+// unless LMSCOPE_CUDA_PDL=0. H100, batch-1 decode, off -> on: 0.6B 828 -> 983 tok/s, 8B 152.5 -> 157.9
+// (bench/RESULTS.md, fourth session).
 bool pdl_choice() {
     const char* e = std::getenv("LMSCOPE_CUDA_PDL");
     if (!e) return true;

@@ -404,8 +404,8 @@ void decode_dispatch(const float* q, const DecodeQkv& fq, int64_t R, int64_t Hq,
 
 void attention_decode_cuda(const float* q, int64_t R, int64_t Hq, int64_t Hkv, int64_t D, float scale, KvView kv,
                            RowPos rows, int64_t max_len, float* work, unsigned* counters, void* out, DType out_dtype,
-                           cudaStream_t stream, bool pdl) {
-    decode_dispatch(q, {}, R, Hq, Hkv, D, scale, kv, rows, max_len, work, counters, out, out_dtype, stream, pdl);
+                           cudaStream_t stream) {
+    decode_dispatch(q, {}, R, Hq, Hkv, D, scale, kv, rows, max_len, work, counters, out, out_dtype, stream, false);
 }
 
 void attention_decode_fused_cuda(const float* qkv, const float* bias, int64_t R, int64_t Hq, int64_t Hkv, int64_t D,

@@ -19,7 +19,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
-#include <string>
 
 #include "cuda/common.cuh"
 #include "ops/cuda/ops_cuda.h"
@@ -312,11 +311,9 @@ inline size_t max_smem_optin() {
  * one wave, split so that the rounds a warp waits for, ceil(nv / ks / per_pass), are fewest (the
  * smaller split on ties; at least 32 vectors, one per lane, a part). 0.6B o / down (1024 rows of 2048 /
  * 3072) split in 2: one round each instead of 2-3, every load issued before the previous kernel ends.
- * LMSCOPE_CUDA_GEMV_SPLITK=0 turns it off.
  */
 inline int split_k(int64_t nv, int64_t per_pass, int64_t groups, int64_t slots) {
-    static const bool on = [] { const char* e = std::getenv("LMSCOPE_CUDA_GEMV_SPLITK"); return !e || std::string(e) != "0"; }();
-    if (!on || nv <= 0) return 1;
+    if (nv <= 0) return 1;
     int best = 1;
     int64_t best_rounds = 0;
     for (int ks = 1; ks <= kWarps; ks *= 2) {

@@ -80,7 +80,7 @@ struct DenseFmt {
                                     float (&accu)[1][NT], const uint4 (&pre)[kPre], int kb, int ke) {
         const WT* wr = p.w + static_cast<int64_t>(row0) * in;
         constexpr int VN = Vec16<WT>::N;
-        if (in % VN == 0) {
+        if (vectors(p, in) > 0) {
             const uint4* w4 = reinterpret_cast<const uint4*>(wr);
             for (int k0 = kb + lane; k0 < ke; k0 += 32 * kUnroll) {
                 uint4 raw[kUnroll];

@@ -54,7 +54,7 @@ struct AwqFmt {
             wr[r] = p.qw + static_cast<int64_t>(row) * (in / 8);
             szr[r] = p.sz + static_cast<int64_t>(row) * p.ng;
         }
-        if (in % 32 == 0 && p.group % 32 == 0) {
+        if (vectors(p, in) > 0) {
             const uint4* w4[kRows];
 #pragma unroll
             for (int r = 0; r < kRows; ++r) w4[r] = reinterpret_cast<const uint4*>(wr[r]);

@@ -51,7 +51,7 @@ struct Fp8Fmt {
             wr[r] = p.codes + static_cast<int64_t>(row) * in;
             sr[r] = p.scale + static_cast<int64_t>(p.srow[row]) * p.nbi;
         }
-        if (in % 16 == 0 && p.bi % 16 == 0) {
+        if (vectors(p, in) > 0) {
             const uint4* w4[kRows];
 #pragma unroll
             for (int r = 0; r < kRows; ++r) w4[r] = reinterpret_cast<const uint4*>(wr[r]);
@@ -62,7 +62,7 @@ struct Fp8Fmt {
                 for (int u = 0; u < kUnroll; ++u) {
                     const int k = k0 + u * 32;
                     if (k >= ke) break;
-                    const int kb = p.kshift >= 0 ? k >> p.kshift : k * 16 / p.bi;  // no division per load
+                    const int blk = p.kshift >= 0 ? k >> p.kshift : k * 16 / p.bi;  // no division per load
                     float part[kRows][NT];
 #pragma unroll
                     for (int r = 0; r < kRows; ++r)
@@ -83,7 +83,7 @@ struct Fp8Fmt {
                     }
 #pragma unroll
                     for (int r = 0; r < kRows; ++r) {
-                        const float s = __ldg(sr[r] + kb);
+                        const float s = __ldg(sr[r] + blk);
 #pragma unroll
                         for (int t = 0; t < NT; ++t) accu[r][t] = fmaf(s, part[r][t], accu[r][t]);
                     }
@@ -91,10 +91,10 @@ struct Fp8Fmt {
             }
         } else {
             for (int k = lane; k < in; k += 32) {
-                const int kb = k / p.bi;
+                const int blk = k / p.bi;
 #pragma unroll
                 for (int r = 0; r < kRows; ++r) {
-                    const float wv = fp8_to_f32(wr[r][k]) * __ldg(sr[r] + kb);
+                    const float wv = fp8_to_f32(wr[r][k]) * __ldg(sr[r] + blk);
 #pragma unroll
                     for (int t = 0; t < NT; ++t) accu[r][t] += wv * X.at(t, k);
                 }

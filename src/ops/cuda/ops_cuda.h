@@ -168,7 +168,7 @@ size_t attention_decode_workspace(int64_t R, int64_t Hq, int64_t Hkv, int64_t D,
  */
 void attention_decode_cuda(const float* q, int64_t R, int64_t Hq, int64_t Hkv, int64_t D, float scale,
                            KvView kv, RowPos rows, int64_t max_len, float* work, unsigned* counters, void* out,
-                           DType out_dtype, cudaStream_t stream = nullptr, bool pdl = false);
+                           DType out_dtype, cudaStream_t stream = nullptr);
 
 /**
  * qkv_rope_cache_cuda and attention_decode_cuda in one kernel, for decode rows (one new position per
