@@ -1,6 +1,7 @@
 // How far is one decode GEMV kernel from what one kernel per linear can do? (issue 7, bench/cuda_notes.md)
 //
-//   cuda_gemv_probe [reps]
+//   cuda_gemv_probe [reps [format [shape]]]   format: bf16, fp8, awq or all; shape: a substring of
+//                                           the shape names (for a profiler run of one kernel)
 //
 // For the decode linears of the Qwen3-0.6B and -8B shapes (bf16, batch 1), each kernel is captured
 // `reps` times back to back in one CUDA graph, over enough copies of the weight that none is still in
@@ -11,6 +12,7 @@
 //   stream+pdl  the same, launched as programmatic dependent launches (each kernel's loads may start
 //               while the previous kernel drains)
 //   empty       an empty kernel of one block per SM: the node-to-node floor (and empty+pdl)
+// then the same shapes in FP8-block and AWQ int4 (g = 128) against a PDL stream of their bytes,
 // and the 0.6B layer chain (qkv, o, gate_up, down, 28 times, with PDL) as the decoder issues it.
 #include <cuda_runtime.h>
 
@@ -96,6 +98,10 @@ struct ProbeShape {
 
 int main(int argc, char** argv) {
     const int reps = argc > 1 ? std::atoi(argv[1]) : 200;
+    const std::string only_format = argc > 2 ? argv[2] : "all", only_shape = argc > 3 ? argv[3] : "";
+    const auto wanted = [&](const char* format, const char* shape) {
+        return (only_format == "all" || only_format == format) && std::string(shape).find(only_shape) != std::string::npos;
+    };
     cudaDeviceProp prop{};
     CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
     const int sms = prop.multiProcessorCount;
@@ -121,6 +127,7 @@ int main(int argc, char** argv) {
                 "+pdl us", "gemv/+pdl");
     const double bw = 3.0e12;  // nominal H100 read rate for the floor column; the stream column is the measured one
     for (const ProbeShape& s : shapes) {
+        if (!wanted("bf16", s.name)) continue;
         const size_t bytes = static_cast<size_t>(s.out * s.in) * 2;
         const int copies = static_cast<int>(std::max<size_t>(1, pool_bytes / bytes));
         DeviceLinear w;
@@ -149,7 +156,59 @@ int main(int argc, char** argv) {
                     nopdl, sm, sp, gemv / sp);
     }
 
+    // the quantized formats on the same shapes: FP8 codes + block scales, AWQ qw + packed scale / zero,
+    // both cycled through the pool as one allocation per copy (the small FP8 scale table is shared)
+    DeviceBuffer fp8_scales(4096 * 4), fp8_rows(32768 * 4);
+    CUDA_CHECK(cudaMemset(fp8_scales.get(), 0, 4096 * 4));
+    CUDA_CHECK(cudaMemset(fp8_rows.get(), 0, 32768 * 4));
+    std::printf("\n%-8s %-14s %9s %9s %9s %9s %9s %9s\n", "format", "shape", "MB", "floor us", "gemv us", "plain us", "+pdl us",
+                "gemv/+pdl");
+    for (const LinearFormat fmt : {LinearFormat::Fp8Block, LinearFormat::AwqInt4}) {
+        for (const ProbeShape& s : shapes) {
+            if (!wanted(fmt == LinearFormat::AwqInt4 ? "awq" : "fp8", s.name)) continue;
+            DeviceLinear w;
+            w.format = fmt;
+            w.dtype = DType::BF16;
+            w.in = s.in;
+            w.out = s.out;
+            w.block = 128;
+            const size_t bytes = static_cast<size_t>(linear_read_bytes(w));
+            const size_t weight_bytes = fmt == LinearFormat::AwqInt4 ? static_cast<size_t>(s.out * s.in / 2) : bytes;
+            const size_t pitch = (bytes + 255) / 256 * 256;
+            const int copies = static_cast<int>(std::max<size_t>(1, pool_bytes / pitch));
+            const auto set = [&](DeviceLinear& wi, int i) {
+                char* base = pool.get<char>() + static_cast<size_t>(i % copies) * pitch;
+                wi.weight = base;
+                if (fmt == LinearFormat::AwqInt4) {
+                    wi.scale = base + weight_bytes;
+                } else {
+                    wi.scale = fp8_scales.get<float>();
+                    wi.scale_row = fp8_rows.get<int32_t>();
+                }
+            };
+            const auto gemv_run = [&](GemvIn mode) {
+                mode.pdl = true;
+                return time_graph(st, reps, [&](int i) {
+                    DeviceLinear wi = w;
+                    set(wi, i);
+                    linear_gemv_cuda(x.get<float>(), 1, wi, mode, y.get<float>(), s.out, false, st);
+                });
+            };
+            const GemvIn rms{GemvInput::RmsNorm, nw.get<float>(), 1e-6f, 0, 0, {}};
+            const double gemv = gemv_run(rms), plain = gemv_run({});
+            const double sp = time_graph(st, reps, [&](int i) {
+                DeviceLinear wi = w;
+                set(wi, i);
+                launch_kernel(stream_kernel, dim3(sms * 4), dim3(256), 0, st, true, static_cast<const uint4*>(wi.weight),
+                              static_cast<int64_t>(bytes / 16), sinkp, true);
+            });
+            std::printf("%-8s %-14s %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f\n", fmt == LinearFormat::AwqInt4 ? "awq" : "fp8", s.name,
+                        bytes / 1e6, bytes / bw * 1e6, gemv, plain, sp, gemv / sp);
+        }
+    }
+
     // the 0.6B layer's four GEMVs in decoder order, 28 layers per graph (reps / 4 rounded)
+    if (!wanted("bf16", "0.6B layer chain")) return 0;
     const ProbeShape layer[4] = {shapes[0], shapes[1], shapes[2], shapes[3]};
     size_t layer_bytes = 0;
     for (const ProbeShape& s : layer) layer_bytes += static_cast<size_t>(s.out * s.in) * 2;

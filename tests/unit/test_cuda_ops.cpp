@@ -528,7 +528,7 @@ std::vector<Case> make_cases() {
                                   }});
     // FP8-block linears: odd in / out (partial blocks), the scalar path (in % 16 != 0 or block_in % 16 != 0),
     // other block sizes, concatenation along out with scale rows that do not line up (q|k|v of 200|72|72)
-    const std::vector<int64_t> quantT = {1, 3, 8, 33, 129};
+    const std::vector<int64_t> quantT = {1, 2, 3, 5, 8, 33, 129};
     struct Fp8Shape {
         int64_t out, in;
         Fp8BlockSize b;
@@ -552,6 +552,9 @@ std::vector<Case> make_cases() {
         add_quant_cases(cs, fmt::format("awq out={} in={} group={}", sh.out, sh.in, sh.group),
                         [sh](std::mt19937& rng) { return std::vector<Linear>{make_awq(sh.out, sh.in, sh.group, sh.out % 16 == 8, rng)}; },
                         sh.in, quantT);
+    // enough 16-row tiles that the tensor-core GEMV takes its 3-blocks-per-SM build (linear_awq_tc.cu)
+    add_quant_cases(cs, "awq out=17024 in=256 group=128", [](std::mt19937& rng) { return std::vector<Linear>{make_awq(17024, 256, 128, true, rng)}; },
+                    256, {1, 3});
     add_quant_cases(cs, "awq concat 64|16|16 in=128", [](std::mt19937& rng) {
         return std::vector<Linear>{make_awq(64, 128, 32, true, rng), make_awq(16, 128, 32, false, rng), make_awq(16, 128, 32, false, rng)};
     }, 128, {1, 8, 33});

@@ -7,9 +7,16 @@
 // residual add in the store. The format F provides:
 //   struct Params;                       device pointers of the weight
 //   static constexpr int kRows;          output rows per warp pass
+//   Acc<NT>, Stage<NT>                   the lane accumulators and the staged-x layout (LaneFormat's
+//                                        defaults: every lane sums all kRows x NT outputs, a warp sum
+//                                        finishes them; x as f32; the tensor-core formats differ)
+//   kBlocks1, kNextEarly                 resident blocks per SM the batch-1 kernel is built for; whether
+//                                        the next row group's preload goes out before this group's work
+//   kPerPass, kMinPart, vectors(p, in)   units (of a row) one warp pass loads, the fewest a split-K
+//                                        part takes, units per row (0: no vector path, no split)
 //   kPre, preload(p, row0, out, in, lane, pre[kPre])   the warp's first 16-byte loads, issued before
 //                                        the block stages x, so that their latency overlaps it
-//   rows_dot<NT>(p, row0, out, in, X, lane, accu[kRows][NT], pre)   this lane's partial sums (pre: the
+//   rows_dot<NT>(p, row0, out, in, X, lane, acc, pre)   this lane's partial sums into acc (pre: the
 //                                        first pass of this row group, preloaded while the previous one ran)
 // x rows in shared memory are swizzled when in % 32 == 0: 16-byte unit u of a 128-byte line is
 // stored at u ^ (line % 8), so the lanes of a quarter warp that each read a contiguous 16..128-byte
@@ -103,11 +110,12 @@ __device__ __forceinline__ void prefetch_l2(const L2Prefetch& pf) {
 
 __device__ __forceinline__ void prefetch_l1(const float* p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
 
-/** The staged rows f(x) (NT, in) in shared memory, read through the swizzle. */
+/** The staged rows f(x) (NT, in) in shared memory as f32, read through the swizzle. */
 struct Xs {
-    const float* p;
+    float* p;
     int in;
     bool swz;
+    __device__ Xs(void* smem, int n) : p(static_cast<float*>(smem)), in(n), swz(n % 32 == 0) {}
     __device__ __forceinline__ int unit(int i4) const { return swz ? (i4 ^ ((i4 >> 3) & 7)) : i4; }
     __device__ __forceinline__ int pos(int i) const { return (unit(i >> 2) << 2) | (i & 3); }
     /** Element i of row t. */
@@ -116,6 +124,106 @@ struct Xs {
     __device__ __forceinline__ float4 at4(int t, int i4) const {
         return reinterpret_cast<const float4*>(p + t * in)[unit(i4)];
     }
+    __device__ __forceinline__ void put(int t, int i, float v) const { p[t * in + pos(i)] = v; }
+    __device__ __forceinline__ void put4(int t, int i4, float4 v) const { reinterpret_cast<float4*>(p + t * in)[unit(i4)] = v; }
+};
+
+/**
+ * x staged for the tensor-core GEMVs (mma m16n8k16, bf16): each f(x) value split into bf16 hi + lo
+ * (hi + lo = x to 16 significant bits; the weights are exact in bf16, so the products keep f32-like
+ * accuracy), stored as the B fragments: column n = 2 t + (0: hi, 1: lo) of token t, n-tiles of 8
+ * columns. 16-byte unit (k chunk of 128, k-tile pair jj, n-tile, column, c) holds x[n][128 ch + 32 c +
+ * 8 jj .. + 7], the eight values lane (n % 8, c) feeds k-tiles 2 jj and 2 jj + 1 (the weight side pairs
+ * k slots with the same k: AwqTcFmt); the 8 lanes of a quarter warp read 128 contiguous bytes.
+ * The same bytes as Xs: 4 NT per k.
+ */
+template <int NT>
+struct XsBf16 {
+    static constexpr int kN = 2 * NT < 8 ? 2 * NT : 8;  // columns stored per n-tile
+    static constexpr int kNB = (2 * NT + 7) / 8;         // n-tiles
+    uint4* p;
+    int in;
+    __device__ XsBf16(void* smem, int n) : p(static_cast<uint4*>(smem)), in(n) {}
+    __device__ __forceinline__ static int unit(int ch, int jj, int n, int c) {
+        return ((ch * 4 + jj) * kNB + n / 8) * (kN * 4) + (n % 8) * 4 + c;
+    }
+    __device__ __forceinline__ static int unit_of(int n, int k) { return unit(k >> 7, (k >> 3) & 3, n, (k >> 5) & 3); }
+    __device__ __forceinline__ void put(int t, int i, float v) const {
+        const __nv_bfloat16 hi = __float2bfloat16_rn(v), lo = __float2bfloat16_rn(v - __bfloat162float(hi));
+        reinterpret_cast<__nv_bfloat16*>(p + unit_of(2 * t, i))[i & 7] = hi;
+        reinterpret_cast<__nv_bfloat16*>(p + unit_of(2 * t + 1, i))[i & 7] = lo;
+    }
+    __device__ __forceinline__ void put4(int t, int i4, float4 v) const {
+        const int k = 4 * i4;
+        const __nv_bfloat162 h01 = __floats2bfloat162_rn(v.x, v.y), h23 = __floats2bfloat162_rn(v.z, v.w);
+        const float2 f01 = __bfloat1622float2(h01), f23 = __bfloat1622float2(h23);
+        const __nv_bfloat162 l01 = __floats2bfloat162_rn(v.x - f01.x, v.y - f01.y),
+                             l23 = __floats2bfloat162_rn(v.z - f23.x, v.w - f23.y);
+        uint2* hi = reinterpret_cast<uint2*>(p + unit_of(2 * t, k)) + ((k >> 2) & 1);
+        uint2* lo = reinterpret_cast<uint2*>(p + unit_of(2 * t + 1, k)) + ((k >> 2) & 1);
+        *hi = make_uint2(*reinterpret_cast<const uint32_t*>(&h01), *reinterpret_cast<const uint32_t*>(&h23));
+        *lo = make_uint2(*reinterpret_cast<const uint32_t*>(&l01), *reinterpret_cast<const uint32_t*>(&l23));
+    }
+};
+
+/**
+ * The accumulators of the row-per-lane formats: every lane holds partial sums of all R x NT outputs
+ * of its row group; a warp sum finishes them, and lane 0 stores.
+ */
+template <int R, int NT>
+struct LaneSums {
+    float v[R][NT];
+    struct Shared {
+        float v[R][NT];
+    };
+    __device__ __forceinline__ void zero() {
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int t = 0; t < NT; ++t) v[r][t] = 0.0f;
+    }
+    __device__ __forceinline__ void reduce() {
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int t = 0; t < NT; ++t) v[r][t] = warp_sum(v[r][t]);
+    }
+    __device__ __forceinline__ void save(Shared& s, int lane) const {
+        if (lane == 0)
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+#pragma unroll
+                for (int t = 0; t < NT; ++t) s.v[r][t] = v[r][t];
+    }
+    __device__ __forceinline__ void add(const Shared& s, int lane) {
+        if (lane == 0)
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+#pragma unroll
+                for (int t = 0; t < NT; ++t) v[r][t] += s.v[r][t];
+    }
+    /** fn(r, t, sum) for the outputs this lane stores (lane 0: all of them). */
+    template <class Fn>
+    __device__ __forceinline__ void each(int lane, Fn&& fn) const {
+        if (lane == 0)
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+#pragma unroll
+                for (int t = 0; t < NT; ++t) fn(r, t, v[r][t]);
+    }
+};
+
+/** The defaults of a format whose lanes each read all R rows of the warp's group (dense, FP8, AWQ). */
+template <int R>
+struct LaneFormat {
+    static constexpr int kRows = R;
+    static constexpr int kMinPart = 32;  // split-K: 16-byte vectors a part takes at least (one per lane)
+    static constexpr int kBlocks1 = 3;   // blocks per SM the batch-1 kernel's registers must allow
+    static constexpr bool kNextEarly = true;  // the next row group's first loads in flight during this one
+    template <int NT>
+    using Acc = LaneSums<R, NT>;
+    template <int NT>
+    using Stage = Xs;
 };
 
 // f(x) element i of row xr (scalar path: in % 4 != 0)
@@ -127,8 +235,8 @@ __device__ __forceinline__ float f_in(const float* xr, int i, const Args& a, flo
     return g / (1.0f + expf(-g)) * xr[a.up_off + i];
 }
 
-template <int NT, GemvInput MODE>
-__device__ __forceinline__ void stage_x_scalar(float* xs, const Args& a, const Xs& X) {
+template <int NT, GemvInput MODE, class X_>
+__device__ __forceinline__ void stage_x_scalar(const Args& a, const X_& X) {
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
         const float* xr = a.x + static_cast<int64_t>(t) * a.x_stride;
@@ -139,17 +247,16 @@ __device__ __forceinline__ void stage_x_scalar(float* xs, const Args& a, const X
                 for (int i = threadIdx.x; i < a.in; i += blockDim.x) ss += xr[i] * xr[i];
             inv = rsqrtf(block_sum(ss) / static_cast<float>(a.in) + a.eps);
         }
-        for (int i = threadIdx.x; i < a.in; i += blockDim.x) xs[t * a.in + X.pos(i)] = t < a.T ? f_in<MODE>(xr, i, a, inv) : 0.0f;
+        for (int i = threadIdx.x; i < a.in; i += blockDim.x) X.put(t, i, t < a.T ? f_in<MODE>(xr, i, a, inv) : 0.0f);
     }
 }
 
 // in, x_stride and up_off multiples of 4: float4 loads, the first kCached float4 of each thread kept in
 // registers between the sum of squares and the store (one pass over x for in <= kCached * 4 * threads)
-template <int NT, GemvInput MODE>
-__device__ __forceinline__ void stage_x_vec(float* xs, const Args& a, const Xs& X) {
+template <int NT, GemvInput MODE, class X_>
+__device__ __forceinline__ void stage_x_vec(const Args& a, const X_& X) {
     constexpr int kCached = 4;
     const int n4 = a.in / 4;
-    float4* xs4 = reinterpret_cast<float4*>(xs);
     const auto load = [&](const float* xr, int i4) {
         const float4 g = reinterpret_cast<const float4*>(xr)[i4];
         if (MODE != GemvInput::SiluMul) return g;
@@ -162,7 +269,7 @@ __device__ __forceinline__ void stage_x_vec(float* xs, const Args& a, const Xs& 
             const float4 w = a.nw ? reinterpret_cast<const float4*>(a.nw)[i4] : make_float4(1, 1, 1, 1);
             v = make_float4(v.x * inv * w.x, v.y * inv * w.y, v.z * inv * w.z, v.w * inv * w.w);
         }
-        xs4[t * n4 + X.unit(i4)] = v;
+        X.put4(t, i4, v);
     };
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
@@ -193,23 +300,23 @@ __device__ __forceinline__ void stage_x_vec(float* xs, const Args& a, const Xs& 
     }
 }
 
-template <int NT, GemvInput MODE>
-__device__ __forceinline__ void stage_x(float* xs, const Args& a, const Xs& X) {
+template <int NT, GemvInput MODE, class X_>
+__device__ __forceinline__ void stage_x(const Args& a, const X_& X) {
     const bool vec = a.in % 4 == 0 && a.x_stride % 4 == 0 && a.up_off % 4 == 0 &&
                      (MODE != GemvInput::RmsNorm || !a.nw || reinterpret_cast<uintptr_t>(a.nw) % 16 == 0) &&
                      reinterpret_cast<uintptr_t>(a.x) % 16 == 0;
-    if (vec) stage_x_vec<NT, MODE>(xs, a, X);
-    else stage_x_scalar<NT, MODE>(xs, a, X);
+    if (vec) stage_x_vec<NT, MODE>(a, X);
+    else stage_x_scalar<NT, MODE>(a, X);
 }
 
 // batch 1: at most 80 registers, so that 3 blocks fit on an SM (89 without the bound: 2 blocks, a
 // third fewer warps streaming; 0.6B 944 -> 907 tok/s)
 template <class F, int NT, GemvInput MODE>
-__global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 3 : 1) gemv_kernel(typename F::Params w, Args a, bool pdl) {
-    extern __shared__ float4 xs4[];
-    float* xs = reinterpret_cast<float*>(xs4);  // (NT, in) transformed inputs
+__global__ void __launch_bounds__(kWarps * 32, NT == 1 ? F::kBlocks1 : 1) gemv_kernel(typename F::Params w, Args a, bool pdl) {
+    extern __shared__ float4 xs4[];  // (NT, in) transformed inputs, 4 NT bytes per k in either layout
     constexpr int RPW = F::kRows;
-    __shared__ float part_sum[kWarps][RPW][NT];  // split-K: each warp's sums, added up by part 0
+    using Acc = typename F::template Acc<NT>;
+    __shared__ typename Acc::Shared part_sum[kWarps];  // split-K: each warp's sums, added up by part 0
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     // split-K (a.ksplit warps per row group, a divisor of kWarps): part p of a group takes the 16-byte
     // vectors [kb, ke) of its rows; 1 when the format has no vector path (nv = 0)
@@ -234,8 +341,8 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 3 : 1) gemv_kernel(type
     // the residual this warp adds its first rows to (written by an earlier kernel: after the wait)
     if (a.acc && part == 0 && lane < RPW * NT && first + lane % RPW < a.out && lane / RPW < a.T)
         prefetch_l1(a.y + static_cast<int64_t>(lane / RPW) * a.y_stride + first + lane % RPW);
-    const Xs X{xs, a.in, a.in % 32 == 0};
-    stage_x<NT, MODE>(xs, a, X);
+    const typename F::template Stage<NT> X(xs4, a.in);
+    stage_x<NT, MODE>(a, X);
     __syncthreads();
 
     for (int base = block0; base < a.out; base += stride) {
@@ -246,49 +353,35 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 3 : 1) gemv_kernel(type
         if (base + stride >= a.out && threadIdx.x == 0) prefetch_l2(a.l2);
         // the first loads of this warp's next row group go out before this one's dot products, so that
         // a warp with several row groups does not wait a whole DRAM latency at the start of each
-        uint4 next[F::kPre] = {};
-        if (row0 + stride < a.out) F::preload(w, row0 + stride, a.out, a.in, lane, next, kb, ke);
-        float accu[RPW][NT];
+        // (kNextEarly: formats that double-buffer inside rows_dot, and rarely have a second group, load
+        // it after this one instead, leaving the registers to the loop)
+        uint4 next[F::kNextEarly ? F::kPre : 1] = {};
+        if constexpr (F::kNextEarly)
+            if (row0 + stride < a.out) F::preload(w, row0 + stride, a.out, a.in, lane, next, kb, ke);
+        Acc acc;
+        acc.zero();
+        if (live) F::template rows_dot<NT>(w, row0, a.out, a.in, X, lane, acc, pre, kb, ke);
+        if constexpr (F::kNextEarly) {
 #pragma unroll
-        for (int r = 0; r < RPW; ++r)
-#pragma unroll
-            for (int t = 0; t < NT; ++t) accu[r][t] = 0.0f;
-        if (live) F::template rows_dot<NT>(w, row0, a.out, a.in, X, lane, accu, pre, kb, ke);
-#pragma unroll
-        for (int i = 0; i < F::kPre; ++i) pre[i] = next[i];
-#pragma unroll
-        for (int r = 0; r < RPW; ++r)
-#pragma unroll
-            for (int t = 0; t < NT; ++t) accu[r][t] = warp_sum(accu[r][t]);
+            for (int i = 0; i < F::kPre; ++i) pre[i] = next[i];
+        } else if (row0 + stride < a.out) {
+            F::preload(w, row0 + stride, a.out, a.in, lane, pre, kb, ke);
+        }
+        acc.reduce();
         if (ks > 1) {  // parts in order: the same sums whatever the timing
-            if (lane == 0)
-#pragma unroll
-                for (int r = 0; r < RPW; ++r)
-#pragma unroll
-                    for (int t = 0; t < NT; ++t) part_sum[warp][r][t] = accu[r][t];
+            acc.save(part_sum[warp], lane);
             __syncthreads();
-            if (part == 0 && lane == 0)
-                for (int p = 1; p < ks; ++p)
-#pragma unroll
-                    for (int r = 0; r < RPW; ++r)
-#pragma unroll
-                        for (int t = 0; t < NT; ++t) accu[r][t] += part_sum[warp + p][r][t];
+            if (part == 0)
+                for (int p = 1; p < ks; ++p) acc.add(part_sum[warp + p], lane);
             __syncthreads();  // part_sum is written again in the next pass
         }
-        if (live && part == 0 && lane == 0) {
-#pragma unroll
-            for (int r = 0; r < RPW; ++r) {
+        if (live && part == 0)
+            acc.each(lane, [&](int r, int t, float sum) {
                 const int row = row0 + r;
-                if (row >= a.out) break;
-                const float b = a.bias ? a.bias[row] : 0.0f;
-#pragma unroll
-                for (int t = 0; t < NT; ++t)
-                    if (t < a.T) {
-                        float* dst = a.y + static_cast<int64_t>(t) * a.y_stride + row;
-                        *dst = (a.acc ? *dst : 0.0f) + accu[r][t] + b;
-                    }
-            }
-        }
+                if (row >= a.out || t >= a.T) return;
+                float* dst = a.y + static_cast<int64_t>(t) * a.y_stride + row;
+                *dst = (a.acc ? *dst : 0.0f) + sum + (a.bias ? a.bias[row] : 0.0f);
+            });
     }
 }
 
@@ -309,17 +402,17 @@ inline size_t max_smem_optin() {
  * Warps per row group (1, 2, 4 or 8): a row of nv 16-byte vectors takes ceil(nv / per_pass) dependent
  * rounds of loads for one warp, and `slots` warps are resident. When the groups x ks parts still fit in
  * one wave, split so that the rounds a warp waits for, ceil(nv / ks / per_pass), are fewest (the
- * smaller split on ties; at least 32 vectors, one per lane, a part). 0.6B o / down (1024 rows of 2048 /
+ * smaller split on ties; at least min_part units a part: 32 vectors, one per lane, for the row formats). 0.6B o / down (1024 rows of 2048 /
  * 3072) split in 2: one round each instead of 2-3, every load issued before the previous kernel ends.
  */
-inline int split_k(int64_t nv, int64_t per_pass, int64_t groups, int64_t slots) {
+inline int split_k(int64_t nv, int64_t per_pass, int64_t min_part, int64_t groups, int64_t slots) {
     if (nv <= 0) return 1;
     int best = 1;
     int64_t best_rounds = 0;
     for (int ks = 1; ks <= kWarps; ks *= 2) {
         // only where one wave of whole rows leaves warps idle: a GEMV that fills them is bound by
         // bytes, not rounds (8B o / down split in 2: 153.8 -> 145 tok/s)
-        if (ks > 1 && (nv / ks < 32 || groups * ks > slots)) break;
+        if (ks > 1 && (nv / ks < min_part || groups * ks > slots)) break;
         const int64_t iterations = (groups * ks + slots - 1) / slots, per_part = (nv + ks - 1) / ks;
         const int64_t rounds = iterations * ((per_part + per_pass - 1) / per_pass);
         if (ks == 1 || rounds < best_rounds) {
@@ -350,7 +443,7 @@ void launch(const typename F::Params& w, const Args& a, cudaStream_t stream) {
     CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, gemv_kernel<F, NT, MODE>, kWarps * 32, smem));
     const int64_t blocks = sm_count() * static_cast<int64_t>(std::max(occ, 1)), slots = blocks * kWarps;
     Args b = a;
-    b.ksplit = split_k(F::vectors(w, a.in), F::kPre / F::kRows * 32, (a.out + F::kRows - 1) / F::kRows, slots);
+    b.ksplit = split_k(F::vectors(w, a.in), F::kPerPass, F::kMinPart, (a.out + F::kRows - 1) / F::kRows, slots);
     const int64_t groups = (a.out + F::kRows - 1) / F::kRows * b.ksplit;
     const int64_t grid = std::min<int64_t>((groups + kWarps - 1) / kWarps, blocks);
     launch_kernel(gemv_kernel<F, NT, MODE>, dim3(static_cast<unsigned>(grid)), dim3(kWarps * 32), smem, stream, b.pdl, w, b,

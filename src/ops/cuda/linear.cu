@@ -59,8 +59,8 @@ struct Vec16<float> {
 
 // Dense weight (out, in) in WT: one output row per warp, 4 loads of 16 bytes in flight per lane.
 template <typename WT>
-struct DenseFmt {
-    static constexpr int kRows = 1;
+struct DenseFmt : gemv::LaneFormat<1> {
+    static constexpr int kPerPass = kUnroll * 32;
     struct Params {
         const WT* w;
     };
@@ -77,7 +77,7 @@ struct DenseFmt {
 
     template <int NT>
     __device__ static void rows_dot(const Params& p, int row0, int /*out*/, int in, const gemv::Xs& X, int lane,
-                                    float (&accu)[1][NT], const uint4 (&pre)[kPre], int kb, int ke) {
+                                    Acc<NT>& acc, const uint4 (&pre)[kPre], int kb, int ke) {
         const WT* wr = p.w + static_cast<int64_t>(row0) * in;
         constexpr int VN = Vec16<WT>::N;
         if (vectors(p, in) > 0) {
@@ -98,7 +98,7 @@ struct DenseFmt {
 #pragma unroll
                             for (int e = 0; e < VN / 4; ++e) {
                                 const float4 a = X.at4(t, k * (VN / 4) + e);
-                                accu[0][t] += wf[4 * e] * a.x + wf[4 * e + 1] * a.y + wf[4 * e + 2] * a.z +
+                                acc.v[0][t] += wf[4 * e] * a.x + wf[4 * e + 1] * a.y + wf[4 * e + 2] * a.z +
                                               wf[4 * e + 3] * a.w;
                             }
                         }
@@ -109,7 +109,7 @@ struct DenseFmt {
             for (int k = lane; k < in; k += 32) {
                 const float wv = to_f32(wr[k]);
 #pragma unroll
-                for (int t = 0; t < NT; ++t) accu[0][t] += wv * X.at(t, k);
+                for (int t = 0; t < NT; ++t) acc.v[0][t] += wv * X.at(t, k);
             }
         }
     }

@@ -4,8 +4,10 @@
 // repacked on the GPU (awq_repack_cuda) into rows of the output: qw (out, in/8) u32, 8 consecutive
 // input columns per word in AutoAWQ's interleave (nibble p holds column 2p for p < 4, 2(p-4)+1 for
 // p >= 4), and the group's f16 scale and zero in one u32 per (row, group): sz (out, in/g). Bytes per
-// weight: 0.5 + 4/g (0.53 for g = 128; the checkpoint has 0.5 + 2.5/g).
-//   decode GEMV: each lane streams 32 nibbles per 16-byte load, two output rows per warp; a word
+// weight: 0.5 + 4/g (0.53 for g = 128; the checkpoint has 0.5 + 2.5/g). When in and g are multiples
+// of 128 (quant::awq_tiled: AutoAWQ's group 128), qw's 16-byte units are stored in the order of the
+// tensor-core GEMV instead (quant::awq_tiled_word, linear_awq_tc.cu), rows padded to 16.
+//   decode GEMV (other shapes): each lane streams 32 nibbles per 16-byte load, two output rows per warp; a word
 //     becomes f16 pairs (1024 + q) with one LOP3 per pair ((w >> 4j) & 0x000F000F | 0x64006400),
 //     minus (1024 + z) in f16 (exact: q - z is a small integer), then f32; the 32 products are summed
 //     in f32 and scaled by s once per load (g % 32 == 0); words of other groups one at a time.
@@ -26,8 +28,8 @@ using quant::awq_word_to_f32;
 using quant::sz_scale;
 using quant::sz_zero2;
 
-struct AwqFmt {
-    static constexpr int kRows = 2;
+struct AwqFmt : gemv::LaneFormat<2> {
+    static constexpr int kPerPass = kUnroll * 32;
     struct Params {
         const uint32_t* qw;  // (out, in/8)
         const uint32_t* sz;  // (out, ng)
@@ -45,7 +47,7 @@ struct AwqFmt {
 
     template <int NT>
     __device__ static void rows_dot(const Params& p, int row0, int out, int in, const gemv::Xs& X, int lane,
-                                    float (&accu)[kRows][NT], const uint4 (&pre)[kPre], int kb, int ke) {
+                                    Acc<NT>& acc, const uint4 (&pre)[kPre], int kb, int ke) {
         const uint32_t* wr[kRows];
         const uint32_t* szr[kRows];
 #pragma unroll
@@ -99,7 +101,7 @@ struct AwqFmt {
                     for (int r = 0; r < kRows; ++r) {
                         const float s = sz_scale(szw[u][r]);
 #pragma unroll
-                        for (int t = 0; t < NT; ++t) accu[r][t] = fmaf(s, part[r][t], accu[r][t]);
+                        for (int t = 0; t < NT; ++t) acc.v[r][t] = fmaf(s, part[r][t], acc.v[r][t]);
                     }
                 }
             }
@@ -118,7 +120,7 @@ struct AwqFmt {
                         float part = 0.0f;
 #pragma unroll
                         for (int e = 0; e < 8; ++e) part += wf[e] * X.at(t, kw * 8 + e);
-                        accu[r][t] = fmaf(s, part, accu[r][t]);
+                        acc.v[r][t] = fmaf(s, part, acc.v[r][t]);
                     }
                 }
             }
@@ -135,7 +137,7 @@ __global__ void dequant_kernel(const uint32_t* qw, const uint32_t* szp, int64_t 
         const int64_t row = i / nw, kw = i % nw;
         const uint32_t sz = szp[row * ng + kw * 8 / group];
         float f[8];
-        awq_word_to_f32(qw[i], sz_zero2(sz), f);
+        awq_word_to_f32(qw[quant::awq_word(row, kw, in, group)], sz_zero2(sz), f);
         const float s = sz_scale(sz);
         alignas(16) OT o[8];
 #pragma unroll
@@ -150,7 +152,8 @@ __device__ __forceinline__ uint32_t awq_nibble(const uint32_t* packed_row, int64
     return (packed_row[n / 8] >> (4 * kRev[n % 8])) & 15u;
 }
 
-__global__ void repack_weight_kernel(const uint32_t* qweight, int64_t in, int64_t out, uint32_t* qw) {
+__global__ void repack_weight_kernel(const uint32_t* qweight, int64_t in, int64_t out, int64_t group, int64_t row_off,
+                                     uint32_t* qw) {
     const int64_t nw = in / 8, pc = out / 8;
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < nw * out; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t kw = i / out, n = i % out;  // n fastest: neighbours share the source word
@@ -160,7 +163,7 @@ __global__ void repack_weight_kernel(const uint32_t* qweight, int64_t in, int64_
             const int pos = (e & 1) ? 4 + e / 2 : e / 2;  // column e of the word -> nibble pos
             v |= awq_nibble(qweight + (kw * 8 + e) * pc, n) << (4 * pos);
         }
-        qw[n * nw + kw] = v;
+        qw[quant::awq_word(row_off + n, kw, in, group)] = v;
     }
 }
 
@@ -183,6 +186,10 @@ unsigned grid_for(int64_t n) {
 
 void gemv_awq_cuda(const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in, float* y, int64_t y_stride,
                    bool accumulate, cudaStream_t stream) {
+    if (quant::awq_tiled(w.in, w.block)) {  // the tiled layout: tensor cores
+        gemv_awq_tc_cuda(x, T, w, in, y, y_stride, accumulate, stream);
+        return;
+    }
     const AwqFmt::Params p{static_cast<const uint32_t*>(w.weight), static_cast<const uint32_t*>(w.scale),
                            static_cast<int>(w.in / w.block), static_cast<int>(w.block),
                            quant::pow2_shift(static_cast<int>(w.block), 32)};
@@ -204,8 +211,8 @@ void dequant_awq_cuda(const DeviceLinear& w, void* dst, cudaStream_t stream) {
 void awq_repack_cuda(const void* qweight, const void* qzeros, const void* scales, DType sdt, int64_t in, int64_t out,
                      int64_t group, int64_t row_off, uint32_t* qw, uint32_t* sz, cudaStream_t stream) {
     const int64_t nw = in / 8, ng = in / group;
-    repack_weight_kernel<<<grid_for(nw * out), 256, 0, stream>>>(static_cast<const uint32_t*>(qweight), in, out,
-                                                                 qw + row_off * nw);
+    repack_weight_kernel<<<grid_for(nw * out), 256, 0, stream>>>(static_cast<const uint32_t*>(qweight), in, out, group,
+                                                                 row_off, qw);
     CUDA_CHECK_LAUNCH();
     dispatch_float(sdt, [&](auto* tp) {
         using ST = std::remove_pointer_t<decltype(tp)>;

@@ -22,8 +22,8 @@ constexpr int kUnroll = 2;  // x 2 rows: 4 loads of 16 bytes in flight per lane 
 using quant::fp8_to_f32;
 using quant::fp8x4_to_f32;
 
-struct Fp8Fmt {
-    static constexpr int kRows = 2;
+struct Fp8Fmt : gemv::LaneFormat<2> {
+    static constexpr int kPerPass = kUnroll * 32;
     struct Params {
         const uint8_t* codes;  // (out, in)
         const float* scale;    // (scale rows, nbi)
@@ -42,7 +42,7 @@ struct Fp8Fmt {
 
     template <int NT>
     __device__ static void rows_dot(const Params& p, int row0, int out, int in, const gemv::Xs& X, int lane,
-                                    float (&accu)[kRows][NT], const uint4 (&pre)[kPre], int kb, int ke) {
+                                    Acc<NT>& acc, const uint4 (&pre)[kPre], int kb, int ke) {
         const uint8_t* wr[kRows];
         const float* sr[kRows];
 #pragma unroll
@@ -85,7 +85,7 @@ struct Fp8Fmt {
                     for (int r = 0; r < kRows; ++r) {
                         const float s = __ldg(sr[r] + blk);
 #pragma unroll
-                        for (int t = 0; t < NT; ++t) accu[r][t] = fmaf(s, part[r][t], accu[r][t]);
+                        for (int t = 0; t < NT; ++t) acc.v[r][t] = fmaf(s, part[r][t], acc.v[r][t]);
                     }
                 }
             }
@@ -96,7 +96,7 @@ struct Fp8Fmt {
                 for (int r = 0; r < kRows; ++r) {
                     const float wv = fp8_to_f32(wr[r][k]) * __ldg(sr[r] + blk);
 #pragma unroll
-                    for (int t = 0; t < NT; ++t) accu[r][t] += wv * X.at(t, k);
+                    for (int t = 0; t < NT; ++t) acc.v[r][t] += wv * X.at(t, k);
                 }
             }
         }

@@ -96,8 +96,7 @@ struct AwqTile {
         for (int i = 0; i < kChunks; ++i) {
             const int c = threadIdx.x + i * kThreads, row = r0 + c / kPerRow, k = k0 + (c % kPerRow) * 32;
             if (row < out && k < in) {
-                raw.w[i] = gemv::load_stream(
-                    reinterpret_cast<const uint4*>(p.qw + static_cast<int64_t>(row) * (in / 8) + k / 8));
+                raw.w[i] = gemv::load_stream(reinterpret_cast<const uint4*>(p.qw + quant::awq_word(row, k / 8, in, p.group)));
                 raw.s[i] = __ldg(p.sz + static_cast<int64_t>(row) * p.ng + k / p.group);
             } else {
                 raw.w[i] = make_uint4(0, 0, 0, 0);

@@ -1,4 +1,4 @@
-// Internal entry points of the quantized linear formats (linear_fp8.cu, linear_awq.cu), used by
+// Internal entry points of the quantized linear formats (linear_fp8.cu, linear_awq.cu, linear_awq_tc.cu), used by
 // linear.cu (dispatch of linear_gemv_cuda / linear_gemm_cuda) and linear_upload.cu. Layouts: see
 // DeviceLinear in ops_cuda.h.
 #pragma once
@@ -17,6 +17,10 @@ void gemv_fp8_cuda(const float* x, int64_t T, const DeviceLinear& w, const GemvI
                    bool accumulate, cudaStream_t stream);
 void gemv_awq_cuda(const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in, float* y, int64_t y_stride,
                    bool accumulate, cudaStream_t stream);
+
+/** The tensor-core AWQ GEMV (linear_awq_tc.cu), gemv_awq_cuda's path for the tiled layout (quant::awq_tiled). */
+void gemv_awq_tc_cuda(const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in, float* y, int64_t y_stride,
+                      bool accumulate, cudaStream_t stream);
 
 /** Rows up to which linear_gemm_cuda runs quantized weights through qgemm_cuda (linear_qgemm.cu). */
 constexpr int64_t kMaxQgemmRows = 64;

@@ -11,6 +11,7 @@
 #include "cuda/common.cuh"
 #include "ops/cuda/linear_quant.cuh"
 #include "ops/cuda/ops_cuda.h"
+#include "ops/cuda/quant_decode.cuh"
 
 namespace lmscope::cuda {
 
@@ -116,7 +117,10 @@ DeviceLinear upload_linear_cuda(const std::vector<const Linear*>& parts, DeviceA
                 fail_rt("CUDA backend: {}: AWQ group size {} must be a multiple of 8 dividing in_features {}", first.name,
                         d.block, d.in);
             const int64_t ng = d.in / d.block;
-            auto* qw = static_cast<uint32_t*>(arena.alloc(static_cast<size_t>(d.out * d.in / 8) * 4));
+            // the tiled layout pads rows to whole 16-row tiles (read by the GEMV, never stored): zeroed
+            const int64_t rows = quant::awq_tiled(d.in, d.block) ? (d.out + 15) / 16 * 16 : d.out;
+            auto* qw = static_cast<uint32_t*>(arena.alloc(static_cast<size_t>(rows * d.in / 8) * 4));
+            CUDA_CHECK(cudaMemsetAsync(qw, 0, static_cast<size_t>(rows * d.in / 8) * 4, stream));
             auto* sz = static_cast<uint32_t*>(arena.alloc(static_cast<size_t>(d.out * ng) * 4));
             int64_t row = 0;
             for (const Linear* l : parts) {

@@ -38,6 +38,26 @@ __device__ __forceinline__ float fp8_to_f32(uint8_t c) {
 }
 
 // ---- AWQ int4, repacked word (8 consecutive input columns, AutoAWQ interleave) ----
+/**
+ * The tensor-core GEMV's weight layout (linear_awq_tc.cu), used for every AWQ linear whose in and group
+ * are multiples of 128: the 16-byte units of the row layout (32 consecutive k of one row, 4 words)
+ * reordered as (16-row tile, 128-k chunk, (row % 16) / 8, lane 4 (row % 8) + (k / 32) % 4), so that
+ * each of a warp's two loads per chunk reads 512 contiguous bytes (whole sectors: the two loads of an
+ * interleaved order each took half of every sector) and the tile's chunks follow each other.
+ * Rows are padded to a multiple of 16.
+ */
+__host__ __device__ constexpr bool awq_tiled(int64_t in, int64_t group) { return in % 128 == 0 && group % 128 == 0; }
+/** Word index of (row, word kw) in the tiled layout. */
+__host__ __device__ inline int64_t awq_tiled_word(int64_t row, int64_t kw, int64_t in) {
+    const int64_t k32 = kw / 4;
+    const int64_t unit = (((row / 16) * (in / 128) + k32 / 4) * 2 + (row % 16) / 8) * 32 + (row % 8) * 4 + k32 % 4;
+    return unit * 4 + kw % 4;
+}
+/** Word index of (row, kw) in the layout awq_tiled picks for (in, group). */
+__host__ __device__ inline int64_t awq_word(int64_t row, int64_t kw, int64_t in, int64_t group) {
+    return awq_tiled(in, group) ? awq_tiled_word(row, kw, in) : row * (in / 8) + kw;
+}
+
 /** q - z of the 8 columns of a word as f32: f16 (1024 + q) by one LOP3 per pair, minus f16 (1024 + z) (exact). */
 __device__ __forceinline__ void awq_word_to_f32(uint32_t w, __half2 z2, float* f) {
 #pragma unroll
