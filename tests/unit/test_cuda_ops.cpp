@@ -541,6 +541,16 @@ std::vector<Case> make_cases() {
     add_quant_cases(cs, "fp8 concat 200|72|72 in=144", [](std::mt19937& rng) {
         return std::vector<Linear>{make_fp8(200, 144, {}, true, rng), make_fp8(72, 144, {}, false, rng), make_fp8(72, 144, {}, true, rng)};
     }, 144, {1, 3, 33});
+    // the tensor-core GEMV's tiled codes (quant::fp8_tiled: in, block_in multiples of 64, >= 8M weights):
+    // parts at row offsets inside a 16-row tile, a partial last block, and enough tiles for its
+    // 3-blocks-per-SM build (gemv_tc.cuh)
+    add_quant_cases(cs, "fp8 concat 4000|72|72 in=2048", [](std::mt19937& rng) {
+        return std::vector<Linear>{make_fp8(4000, 2048, {}, true, rng), make_fp8(72, 2048, {}, false, rng), make_fp8(72, 2048, {}, true, rng)};
+    }, 2048, {1, 2, 5, 33});
+    add_quant_cases(cs, "fp8 out=2064 in=4160", [](std::mt19937& rng) { return std::vector<Linear>{make_fp8(2064, 4160, {}, false, rng)}; },
+                    4160, {1, 8});
+    add_quant_cases(cs, "fp8 out=17024 in=512", [](std::mt19937& rng) { return std::vector<Linear>{make_fp8(17024, 512, {}, false, rng)}; },
+                    512, {1, 3});
     add_quant_fused_cases(cs, "fp8", [](int64_t in, std::mt19937& rng) { return make_fp8(33, in, {}, false, rng); });
     // AWQ int4 linears: in a multiple of the group; 16-byte path (group % 32 == 0) and one word per lane
     // (group 8 / 16), concatenation along out

@@ -129,25 +129,28 @@ struct Xs {
 };
 
 /**
- * x staged for the tensor-core GEMVs (mma m16n8k16, bf16): each f(x) value split into bf16 hi + lo
- * (hi + lo = x to 16 significant bits; the weights are exact in bf16, so the products keep f32-like
- * accuracy), stored as the B fragments: column n = 2 t + (0: hi, 1: lo) of token t, n-tiles of 8
- * columns. 16-byte unit (k chunk of 128, k-tile pair jj, n-tile, column, c) holds x[n][128 ch + 32 c +
- * 8 jj .. + 7], the eight values lane (n % 8, c) feeds k-tiles 2 jj and 2 jj + 1 (the weight side pairs
- * k slots with the same k: AwqTcFmt); the 8 lanes of a quarter warp read 128 contiguous bytes.
- * The same bytes as Xs: 4 NT per k.
+ * x staged for the tensor-core GEMVs (gemv_tc.cuh; mma m16n8k16, bf16): each f(x) value split into
+ * bf16 hi + lo (hi + lo = x to 16 significant bits; the weights are exact in bf16, so the products
+ * keep f32-like accuracy), stored as the B fragments: column n = 2 t + (0: hi, 1: lo) of token t,
+ * n-tiles of 8 columns. 16-byte unit (chunk ch of kChunk k, pair jj of k-tiles, n-tile, column, c)
+ * holds x[n][kChunk ch + c kChunk / 4 + 8 jj .. + 7], the eight values lane (n % 8, c) feeds k-tiles
+ * 2 jj and 2 jj + 1 (the weight side pairs k slots with the same k); the 8 lanes of a quarter warp
+ * read 128 contiguous bytes. The same bytes as Xs: 4 NT per k.
  */
-template <int NT>
+template <int NT, int kChunk>
 struct XsBf16 {
     static constexpr int kN = 2 * NT < 8 ? 2 * NT : 8;  // columns stored per n-tile
     static constexpr int kNB = (2 * NT + 7) / 8;         // n-tiles
+    static constexpr int kJJ = kChunk / 32;              // k-tile pairs per chunk
     uint4* p;
     int in;
     __device__ XsBf16(void* smem, int n) : p(static_cast<uint4*>(smem)), in(n) {}
     __device__ __forceinline__ static int unit(int ch, int jj, int n, int c) {
-        return ((ch * 4 + jj) * kNB + n / 8) * (kN * 4) + (n % 8) * 4 + c;
+        return ((ch * kJJ + jj) * kNB + n / 8) * (kN * 4) + (n % 8) * 4 + c;
     }
-    __device__ __forceinline__ static int unit_of(int n, int k) { return unit(k >> 7, (k >> 3) & 3, n, (k >> 5) & 3); }
+    __device__ __forceinline__ static int unit_of(int n, int k) {
+        return unit(k / kChunk, (k % (kChunk / 4)) / 8, n, (k % kChunk) / (kChunk / 4));
+    }
     __device__ __forceinline__ void put(int t, int i, float v) const {
         const __nv_bfloat16 hi = __float2bfloat16_rn(v), lo = __float2bfloat16_rn(v - __bfloat162float(hi));
         reinterpret_cast<__nv_bfloat16*>(p + unit_of(2 * t, i))[i & 7] = hi;

@@ -6,7 +6,7 @@
 // p >= 4), and the group's f16 scale and zero in one u32 per (row, group): sz (out, in/g). Bytes per
 // weight: 0.5 + 4/g (0.53 for g = 128; the checkpoint has 0.5 + 2.5/g). When in and g are multiples
 // of 128 (quant::awq_tiled: AutoAWQ's group 128), qw's 16-byte units are stored in the order of the
-// tensor-core GEMV instead (quant::awq_tiled_word, linear_awq_tc.cu), rows padded to 16.
+// tensor-core GEMV instead (quant::awq_word, gemv_tc.cuh, linear_awq_tc.cu), rows padded to 16.
 //   decode GEMV (other shapes): each lane streams 32 nibbles per 16-byte load, two output rows per warp; a word
 //     becomes f16 pairs (1024 + q) with one LOP3 per pair ((w >> 4j) & 0x000F000F | 0x64006400),
 //     minus (1024 + z) in f16 (exact: q - z is a small integer), then f32; the 32 products are summed

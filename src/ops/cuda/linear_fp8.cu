@@ -5,6 +5,9 @@
 //     e4m3x2 -> f16x2 instruction (exact) and then to f32, sums the 16 products in f32 and scales
 //     the partial sum by its block's f32 scale (one scale per load: 16 | block_in).
 //   prefill: dequant_fp8_cuda writes code * scale as bf16/f16 (one rounding) for cuBLAS.
+// When in and block_in are multiples of 64 and the matrix is large (quant::fp8_tiled), the codes are
+// stored in the tensor-core GEMV's tiled order (quant::fp8_byte, gemv_tc.cuh, linear_fp8_tc.cu), rows
+// padded to 16, and the decode GEMV above is only used for other shapes.
 // Scale rows come through DeviceLinear::scale_row, so q|k|v or gate|up concatenated along `out`
 // stay exact whatever their sizes (a part's last block row may be partial).
 
@@ -110,7 +113,7 @@ __global__ void dequant8_kernel(const uint8_t* codes, const float* scale, const 
     const int64_t n8 = in / 8, total = out * n8;
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t row = i / n8, c = (i % n8) * 8;
-        const uint2 raw = reinterpret_cast<const uint2*>(codes)[i];
+        const uint2 raw = *reinterpret_cast<const uint2*>(codes + quant::fp8_byte(row, c, out, in, bi));
         const float s = scale[static_cast<int64_t>(srow[row]) * nbi + c / bi];
         float f[8];
         fp8x4_to_f32(raw.x, f);
@@ -131,6 +134,15 @@ __global__ void dequant1_kernel(const uint8_t* codes, const float* scale, const 
     }
 }
 
+// one 16-byte unit per thread, row-major -> tiled
+__global__ void tile_codes_kernel(const uint4* src, int64_t rows, int64_t in, int64_t row_off, uint8_t* dst) {
+    const int64_t upr = in / 16;
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows * upr; i += int64_t(gridDim.x) * blockDim.x) {
+        const int64_t r = i / upr, u = i % upr;
+        *reinterpret_cast<uint4*>(dst + quant::fp8_tiled_byte(row_off + r, 16 * u, in)) = src[i];
+    }
+}
+
 unsigned grid_for(int64_t n) {
     return static_cast<unsigned>(std::clamp<int64_t>((n + 255) / 256, 1, int64_t{gemv::sm_count()} * 16));
 }
@@ -139,6 +151,10 @@ unsigned grid_for(int64_t n) {
 
 void gemv_fp8_cuda(const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in, float* y, int64_t y_stride,
                    bool accumulate, cudaStream_t stream) {
+    if (quant::fp8_tiled(w.out, w.in, w.block)) {  // the tiled layout: tensor cores
+        gemv_fp8_tc_cuda(x, T, w, in, y, y_stride, accumulate, stream);
+        return;
+    }
     const int bi = static_cast<int>(w.block);
     const Fp8Fmt::Params p{static_cast<const uint8_t*>(w.weight), static_cast<const float*>(w.scale), w.scale_row,
                            static_cast<int>((w.in + bi - 1) / bi), bi, quant::pow2_shift(bi, 16)};
@@ -163,6 +179,11 @@ void dequant_fp8_cuda(const DeviceLinear& w, void* dst, cudaStream_t stream) {
         go(static_cast<__half*>(nullptr));
     else
         go(static_cast<__nv_bfloat16*>(nullptr));
+    CUDA_CHECK_LAUNCH();
+}
+
+void fp8_tile_codes_cuda(const uint8_t* src, int64_t rows, int64_t in, int64_t row_off, uint8_t* dst, cudaStream_t stream) {
+    tile_codes_kernel<<<grid_for(rows * in / 16), 256, 0, stream>>>(reinterpret_cast<const uint4*>(src), rows, in, row_off, dst);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -56,7 +56,7 @@ struct Fp8Tile {
         for (int i = 0; i < kChunks; ++i) {
             const int c = threadIdx.x + i * kThreads, row = r0 + c / kPerRow, k = k0 + (c % kPerRow) * 16;
             if (row < out && k < in) {
-                raw.w[i] = gemv::load_stream(reinterpret_cast<const uint4*>(p.codes + static_cast<int64_t>(row) * in + k));
+                raw.w[i] = gemv::load_stream(reinterpret_cast<const uint4*>(p.codes + quant::fp8_byte(row, k, out, in, p.bi)));
                 raw.s[i] = __float_as_uint(__ldg(p.scale + static_cast<int64_t>(p.srow[row]) * p.nbi + k / p.bi));
             } else {
                 raw.w[i] = make_uint4(0, 0, 0, 0);

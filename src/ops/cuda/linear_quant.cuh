@@ -1,4 +1,4 @@
-// Internal entry points of the quantized linear formats (linear_fp8.cu, linear_awq.cu, linear_awq_tc.cu), used by
+// Internal entry points of the quantized linear formats (linear_fp8*.cu, linear_awq*.cu), used by
 // linear.cu (dispatch of linear_gemv_cuda / linear_gemm_cuda) and linear_upload.cu. Layouts: see
 // DeviceLinear in ops_cuda.h.
 #pragma once
@@ -18,7 +18,9 @@ void gemv_fp8_cuda(const float* x, int64_t T, const DeviceLinear& w, const GemvI
 void gemv_awq_cuda(const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in, float* y, int64_t y_stride,
                    bool accumulate, cudaStream_t stream);
 
-/** The tensor-core AWQ GEMV (linear_awq_tc.cu), gemv_awq_cuda's path for the tiled layout (quant::awq_tiled). */
+/** The tensor-core GEMVs (gemv_tc.cuh), gemv_{fp8,awq}_cuda's path for the tiled layouts (quant::{fp8,awq}_tiled). */
+void gemv_fp8_tc_cuda(const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in, float* y, int64_t y_stride,
+                      bool accumulate, cudaStream_t stream);
 void gemv_awq_tc_cuda(const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in, float* y, int64_t y_stride,
                       bool accumulate, cudaStream_t stream);
 
@@ -36,6 +38,12 @@ void qgemm_cuda(const void* x, int64_t T, const DeviceLinear& w, void* y, DType 
 /** dst (out, in) in w.dtype (BF16/F16) = the dequantised weight. */
 void dequant_fp8_cuda(const DeviceLinear& w, void* dst, cudaStream_t stream);
 void dequant_awq_cuda(const DeviceLinear& w, void* dst, cudaStream_t stream);
+
+/**
+ * FP8 codes (rows, in) of one part (device, row-major) -> rows row_off .. row_off + rows of the
+ * tiled layout (quant::fp8_tiled_byte; in % 64 == 0).
+ */
+void fp8_tile_codes_cuda(const uint8_t* src, int64_t rows, int64_t in, int64_t row_off, uint8_t* dst, cudaStream_t stream);
 
 /**
  * AutoAWQ gemm tensors of one linear (device: qweight I32 (in, out/8), qzeros I32 (in/g, out/8),

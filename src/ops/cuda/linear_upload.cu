@@ -91,12 +91,23 @@ DeviceLinear upload_linear_cuda(const std::vector<const Linear*>& parts, DeviceA
                             rows_needed, nbi);
                 srows += l->scale.dim(0);
             }
-            void* codes = arena.alloc(static_cast<size_t>(d.out * d.in));
+            // the tiled layout pads rows to whole 16-row tiles (read by the GEMV, never stored): zeroed
+            const bool tiled = quant::fp8_tiled(d.out, d.in, d.block);
+            const int64_t crows = tiled ? (d.out + 15) / 16 * 16 : d.out;
+            auto* codes = static_cast<uint8_t*>(arena.alloc(static_cast<size_t>(crows * d.in)));
+            if (tiled) CUDA_CHECK(cudaMemsetAsync(codes, 0, static_cast<size_t>(crows * d.in), stream));
+            std::vector<DeviceBuffer> staged;  // row-major parts, tiled on the GPU
             auto* scale = static_cast<float*>(arena.alloc(static_cast<size_t>(srows * nbi) * sizeof(float)));
             std::vector<int32_t> srow(static_cast<size_t>(d.out));
             int64_t row = 0, sbase = 0;
             for (const Linear* l : parts) {
-                copy_to(codes, static_cast<size_t>(row * d.in), l->weight, stream);
+                if (tiled) {
+                    staged.emplace_back(l->weight.nbytes());
+                    staged.back().upload(l->weight.raw(), l->weight.nbytes());
+                    fp8_tile_codes_cuda(staged.back().get<uint8_t>(), l->out(), d.in, row, codes, stream);
+                } else {
+                    copy_to(codes, static_cast<size_t>(row * d.in), l->weight, stream);
+                }
                 keep.push_back(l->scale.dtype() == DType::F32 ? l->scale : l->scale.to(DType::F32));
                 copy_to(scale, static_cast<size_t>(sbase * nbi) * sizeof(float), keep.back(), stream);
                 for (int64_t r = 0; r < l->out(); ++r) srow[static_cast<size_t>(row + r)] = static_cast<int32_t>(sbase + r / l->block_out);

@@ -39,23 +39,35 @@ __device__ __forceinline__ float fp8_to_f32(uint8_t c) {
 
 // ---- AWQ int4, repacked word (8 consecutive input columns, AutoAWQ interleave) ----
 /**
- * The tensor-core GEMV's weight layout (linear_awq_tc.cu), used for every AWQ linear whose in and group
- * are multiples of 128: the 16-byte units of the row layout (32 consecutive k of one row, 4 words)
- * reordered as (16-row tile, 128-k chunk, (row % 16) / 8, lane 4 (row % 8) + (k / 32) % 4), so that
- * each of a warp's two loads per chunk reads 512 contiguous bytes (whole sectors: the two loads of an
- * interleaved order each took half of every sector) and the tile's chunks follow each other.
- * Rows are padded to a multiple of 16.
+ * The tensor-core GEMVs' weight layout (gemv_tc.cuh): a row's 16-byte units u (upr of them) reordered
+ * as (16-row tile, group of 4 units, (row % 16) / 8, 4 (row % 8) + u % 4), so that each of a warp's
+ * two loads per chunk reads 512 contiguous bytes and a tile's chunks follow each other. Rows are
+ * padded to a multiple of 16. Used when in and the group (block) are multiples of the chunk.
  */
-__host__ __device__ constexpr bool awq_tiled(int64_t in, int64_t group) { return in % 128 == 0 && group % 128 == 0; }
-/** Word index of (row, word kw) in the tiled layout. */
-__host__ __device__ inline int64_t awq_tiled_word(int64_t row, int64_t kw, int64_t in) {
-    const int64_t k32 = kw / 4;
-    const int64_t unit = (((row / 16) * (in / 128) + k32 / 4) * 2 + (row % 16) / 8) * 32 + (row % 8) * 4 + k32 % 4;
-    return unit * 4 + kw % 4;
+__host__ __device__ inline int64_t tiled_unit(int64_t row, int64_t u, int64_t upr) {
+    return (((row / 16) * (upr / 4) + u / 4) * 2 + (row % 16) / 8) * 32 + (row % 8) * 4 + u % 4;
 }
+/** AWQ qw (4 words of 8 nibbles a unit, 128-k chunks) in the tiled layout when in and the group are multiples of 128. */
+__host__ __device__ constexpr bool awq_tiled(int64_t in, int64_t group) { return in % 128 == 0 && group % 128 == 0; }
 /** Word index of (row, kw) in the layout awq_tiled picks for (in, group). */
 __host__ __device__ inline int64_t awq_word(int64_t row, int64_t kw, int64_t in, int64_t group) {
-    return awq_tiled(in, group) ? awq_tiled_word(row, kw, in) : row * (in / 8) + kw;
+    return awq_tiled(in, group) ? tiled_unit(row, kw / 4, in / 32) * 4 + kw % 4 : row * (in / 8) + kw;
+}
+/**
+ * FP8 codes (16 a unit, 64-k chunks) in the tiled layout when in and block_in are multiples of 64 and
+ * the matrix has at least 8M weights (H100 probe: the tensor-core GEMV took 1.5-19% less time on the
+ * 8B shapes, 17-100M weights, and 1-23% more on the 0.6B ones, 2-6M; bench/cuda_notes.md v20).
+ */
+__host__ __device__ constexpr bool fp8_tiled(int64_t out, int64_t in, int64_t block_in) {
+    return in % 64 == 0 && block_in % 64 == 0 && out * in >= (int64_t{8} << 20);
+}
+/** Byte index of code (row, k) of the tiled layout. */
+__host__ __device__ inline int64_t fp8_tiled_byte(int64_t row, int64_t k, int64_t in) {
+    return tiled_unit(row, k / 16, in / 16) * 16 + k % 16;
+}
+/** Byte index of code (row, k) in the layout fp8_tiled picks for (out, in, block_in). */
+__host__ __device__ inline int64_t fp8_byte(int64_t row, int64_t k, int64_t out, int64_t in, int64_t block_in) {
+    return fp8_tiled(out, in, block_in) ? fp8_tiled_byte(row, k, in) : row * in + k;
 }
 
 /** q - z of the 8 columns of a word as f32: f16 (1024 + q) by one LOP3 per pair, minus f16 (1024 + z) (exact). */
