@@ -12,7 +12,7 @@
 # and "of floor with KV" = decode tok/s / (bandwidth / (weights + KV bytes)).
 #   bench/cpu_bench.sh [build-dir] > table.md
 # Env: REPEAT (default 5), PROMPT (512), GEN (128), THREADS ("1 2"), WORK (/tmp/lmscope-bench),
-#      FORMATS ("bf16 fp8 fp8h int4 int4h").
+#      FORMATS ("bf16 fp8 fp8h int4 int4h"), PREPARE_ONLY=1 (make the checkpoints, nothing else).
 set -euo pipefail
 build=${1:-build}
 bin=$build/lmscope
@@ -29,6 +29,7 @@ mkdir -p "$work"
 [[ -f $work/fp8h/config.json ]] || "$bin" quantize --fp8 "$work/bf16" "$work/fp8h" --quantize-lm-head --no-progress >&2
 [[ -f $work/int4/config.json ]] || "$bin" quantize --awq --method rtn "$work/bf16" "$work/int4" --no-progress >&2
 [[ -f $work/int4h/config.json ]] || "$bin" quantize --awq --method rtn "$work/bf16" "$work/int4h" --quantize-lm-head --no-progress >&2
+[[ "${PREPARE_ONLY:-0}" = 1 ]] && exit 0  # the checkpoints only (bench/llamacpp_bench.sh)
 
 echo "## Machine ceilings (bench_machine)"
 echo
@@ -53,24 +54,14 @@ echo "|---|---|---|---|---|---|---|---|---|---|"
 for fmt in $formats; do
   for t in $threads; do
     j=$("$bin" bench --model "$work/$fmt" --prompt-len "$prompt" --gen-len "$gen" --threads "$t" --repeat "$repeat" --json)
-    python3 - "$j" "$fmt" "$work/$fmt" "$work/machine.json" "$prompt" "$gen" <<'PY'
-import glob, json, os, struct, sys
+    BENCH_DIR=$(dirname "$0") python3 - "$j" "$fmt" "$work/$fmt" "$work/machine.json" "$prompt" "$gen" <<'PY'
+import json, os, sys
+sys.path.insert(0, os.environ["BENCH_DIR"])
+from weight_bytes import decode_weight_bytes
 j = json.loads(sys.argv[1])
 fmt, model = sys.argv[2], sys.argv[3]
 cfg = json.load(open(os.path.join(model, "config.json")))
-total, embed = 0, 0
-for f in glob.glob(os.path.join(model, "*.safetensors")):
-    with open(f, "rb") as fh:
-        n = struct.unpack("<Q", fh.read(8))[0]
-        hdr = json.loads(fh.read(n))
-    for name, t in hdr.items():
-        if name == "__metadata__":
-            continue
-        b = t["data_offsets"][1] - t["data_offsets"][0]
-        total += b
-        if name == "model.embed_tokens.weight":
-            embed = b
-per_token = total if cfg.get("tie_word_embeddings", False) else total - embed
+per_token = decode_weight_bytes(model)
 bw = {}
 for b in json.load(open(sys.argv[4]))["benchmarks"]:
     if b.get("aggregate_name") == "median" and "bytes_per_second" in b:
