@@ -16,11 +16,7 @@ import struct
 import sys
 from pathlib import Path
 
-import numpy as np
-
-import gguf
-
-SCRIPT_VERSION = "1"
+SCRIPT_VERSION = "2"
 
 # HF name (layer part after model.layers.{i}.) -> llama.cpp name (after blk.{i}.)
 LAYER_NAMES = {
@@ -45,32 +41,53 @@ def fail(msg: str) -> None:
     sys.exit(1)
 
 
-def read_safetensors(path: Path) -> dict:
-    """name -> (dtype string, shape, numpy view of the raw bytes), memory-mapped."""
+def read_header(path: Path) -> tuple:
+    """(header length, {name: (dtype string, shape, (begin, end))}) of a safetensors file."""
+    size = path.stat().st_size
     with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n)
+        head = f.read(8)
+        if len(head) < 8:
+            fail(f"{path}: truncated: {size} bytes, no header length")
+        n = struct.unpack("<Q", head)[0]
+        if n > size - 8:
+            fail(f"{path}: header length {n} runs past the file's {size} bytes")
+        try:
+            header = json.loads(f.read(n))
+        except ValueError as e:
+            fail(f"{path}: header is not JSON ({e})")
     out = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
         b, e = info["data_offsets"]
-        out[name] = (info["dtype"], info["shape"], data[b:e])
-    return out
+        if e > size - 8 - n:
+            fail(f"{path}: tensor {name} ends at byte {e} of the data, which has {size - 8 - n}")
+        if info["dtype"] not in ("BF16", "F16", "F32"):
+            fail(f"{path}: tensor {name} is {info['dtype']}, expected BF16, F16 or F32")
+        out[name] = (info["dtype"], info["shape"], (b, e))
+    return n, out
 
 
-def to_array(dtype: str, shape: list, raw: np.ndarray, want: str) -> tuple:
+def gguf_name(name: str) -> str:
+    """llama.cpp's name for an HF Qwen3 tensor."""
+    if name in TOP_NAMES:
+        return TOP_NAMES[name]
+    if name.startswith("model.layers."):
+        idx, _, tail = name[len("model.layers."):].partition(".")
+        if idx.isdigit() and tail in LAYER_NAMES:
+            return f"blk.{int(idx)}.{LAYER_NAMES[tail]}"
+    fail(f"tensor {name}: no llama.cpp name for it (a Qwen3 checkpoint has {', '.join(sorted(TOP_NAMES))} and model.layers.N.*)")
+
+
+def to_array(np, gguf, dtype: str, shape: list, raw, want: str) -> tuple:
     """(array, raw_dtype for gguf or None): 2-D weights in `want`, 1-D in f32."""
     if dtype == "BF16":
         u16 = raw.view(np.uint16).reshape(shape)
         f32 = lambda: (u16.astype(np.uint32) << 16).view(np.float32)
     elif dtype == "F16":
         f32 = lambda: raw.view(np.float16).reshape(shape).astype(np.float32)
-    elif dtype == "F32":
+    else:  # F32 (read_header admits nothing else)
         f32 = lambda: raw.view(np.float32).reshape(shape)
-    else:
-        fail(f"tensor dtype {dtype} is not supported (BF16, F16, F32 checkpoints)")
     if len(shape) == 1:
         return np.ascontiguousarray(f32()), None
     if want == "bf16":
@@ -90,15 +107,47 @@ def main() -> int:
     ap.add_argument("--dtype", choices=["bf16", "f16"], default="bf16")
     a = ap.parse_args()
 
-    cfg = json.loads((a.checkpoint / "config.json").read_text())
+    # every check first, with the standard library only: numpy and gguf-py come after
+    cfg_path = a.checkpoint / "config.json"
+    if not cfg_path.is_file():
+        fail(f"{cfg_path}: missing (expected a Hugging Face checkpoint folder)")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except ValueError as e:
+        fail(f"{cfg_path}: not JSON ({e})")
     if cfg.get("model_type") != "qwen3":
-        fail(f"{a.checkpoint}/config.json: model_type {cfg.get('model_type')!r}, expected 'qwen3'")
+        fail(f"{cfg_path}: model_type {cfg.get('model_type')!r}, expected 'qwen3'")
+    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                "head_dim", "rope_theta", "rms_norm_eps", "vocab_size"):
+        if key not in cfg:
+            fail(f"{cfg_path}: field {key} is missing")
     files = sorted(a.checkpoint.glob("*.safetensors"))
     if not files:
         fail(f"{a.checkpoint}: no .safetensors files")
-    tensors = {}
-    for f in files:
-        tensors.update(read_safetensors(f))
+    headers = [(f, *read_header(f)) for f in files]
+    names = {gguf_name(name): name for _, _, hdr in headers for name in hdr}
+    if "token_embd.weight" not in names:
+        fail(f"{a.checkpoint}: tensor model.embed_tokens.weight is missing")
+    if not a.tokenizer_json.is_file():
+        fail(f"{a.tokenizer_json}: missing (the Qwen3 tokenizer.json)")
+    try:
+        tok = json.loads(a.tokenizer_json.read_text())
+        vocab = dict(tok["model"]["vocab"])
+        merges_in = tok["model"]["merges"]
+    except (ValueError, KeyError, TypeError) as e:
+        fail(f"{a.tokenizer_json}: not a BPE tokenizer.json (model.vocab / model.merges: {e})")
+    V = cfg["vocab_size"]
+    special = {}
+    for t in tok.get("added_tokens", []):
+        vocab[t["content"]] = t["id"]
+        special[t["id"]] = bool(t.get("special", True))
+    if max(vocab.values()) >= V:
+        fail(f"{a.tokenizer_json}: token ids up to {max(vocab.values())}, config vocab_size is {V}")
+    try:
+        import numpy as np
+        import gguf
+    except ImportError as e:
+        fail(f"needs numpy (Debian: python3-numpy) and llama.cpp's gguf-py on PYTHONPATH: {e}")
 
     w = gguf.GGUFWriter(str(a.out) + ".tmp", "qwen3")
     L = cfg["num_hidden_layers"]
@@ -116,15 +165,6 @@ def main() -> int:
     w.add_layer_norm_rms_eps(float(cfg["rms_norm_eps"]))
     w.add_file_type(gguf.LlamaFileType.MOSTLY_BF16 if a.dtype == "bf16" else gguf.LlamaFileType.MOSTLY_F16)
 
-    tok = json.loads(a.tokenizer_json.read_text())
-    V = cfg["vocab_size"]
-    vocab = dict(tok["model"]["vocab"])
-    special = {}
-    for t in tok.get("added_tokens", []):
-        vocab[t["content"]] = t["id"]
-        special[t["id"]] = bool(t.get("special", True))
-    if max(vocab.values()) >= V:
-        fail(f"tokenizer has ids up to {max(vocab.values())}, config vocab_size is {V}")
     by_id = {i: s for s, i in vocab.items()}
     tokens, types = [], []
     for i in range(V):
@@ -135,7 +175,7 @@ def main() -> int:
         else:
             tokens.append(f"[PAD{i}]")
             types.append(gguf.TokenType.UNUSED)
-    merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in merges_in]
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("qwen2")
     w.add_token_list(tokens)
@@ -145,30 +185,18 @@ def main() -> int:
     w.add_eos_token_id(cfg.get("eos_token_id", 151645))
     w.add_add_bos_token(False)
 
-    seen = set()
-    for name in sorted(tensors):
-        dt, shape, raw = tensors[name]
-        if name in TOP_NAMES:
-            gname = TOP_NAMES[name]
-        elif name.startswith("model.layers."):
-            rest = name[len("model.layers."):]
-            idx, _, tail = rest.partition(".")
-            if tail not in LAYER_NAMES:
-                fail(f"{name}: no llama.cpp name for this tensor")
-            gname = f"blk.{int(idx)}.{LAYER_NAMES[tail]}"
-        else:
-            fail(f"{name}: no llama.cpp name for this tensor")
-        arr, raw_dtype = to_array(dt, shape, raw, a.dtype)
-        w.add_tensor(gname, arr, raw_dtype=raw_dtype)
-        seen.add(gname)
-    if "token_embd.weight" not in seen:
-        fail("model.embed_tokens.weight is missing")
+    for f, n, hdr in headers:
+        data = np.memmap(f, dtype=np.uint8, mode="r", offset=8 + n)
+        for name in sorted(hdr):
+            dt, shape, (b, e) = hdr[name]
+            arr, raw_dtype = to_array(np, gguf, dt, shape, data[b:e], a.dtype)
+            w.add_tensor(gguf_name(name), arr, raw_dtype=raw_dtype)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
     Path(str(a.out) + ".tmp").replace(a.out)  # written whole, then renamed
-    print(f"{a.out}: {len(seen)} tensors, {a.dtype}, vocab {V} ({len(merges)} merges)")
+    print(f"{a.out}: {len(names)} tensors, {a.dtype}, vocab {V} ({len(merges)} merges)")
     return 0
 
 

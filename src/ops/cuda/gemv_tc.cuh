@@ -66,6 +66,7 @@ template <class D, int B1>  // B1: resident blocks per SM the batch-1 build is f
 struct TcFmt {
     static constexpr int kChunk = D::kChunk;
     static constexpr int kU = 2;               // chunks per pass, per lane and row (x 2 rows: four 16-byte loads)
+    static_assert(kU == 2, "scales() fills one uint4: two chunks x two rows");
     static constexpr int kBlocks1 = B1;
     static constexpr bool kNextEarly = false;  // rows_dot double-buffers; a warp seldom has a second tile
     static constexpr int kRows = 16;

@@ -131,13 +131,13 @@ struct AwqFmt : gemv::LaneFormat<2> {
 // one word (8 weights) per thread -> one 16-byte store
 template <typename OT>
 __global__ void dequant_kernel(const uint32_t* qw, const uint32_t* szp, int64_t out, int64_t in, int ng, int group,
-                               OT* dst) {
+                               bool tiled, OT* dst) {
     const int64_t nw = in / 8, total = out * nw;
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t row = i / nw, kw = i % nw;
         const uint32_t sz = szp[row * ng + kw * 8 / group];
         float f[8];
-        awq_word_to_f32(qw[quant::awq_word(row, kw, in, group)], sz_zero2(sz), f);
+        awq_word_to_f32(qw[quant::awq_word(row, kw, in, tiled)], sz_zero2(sz), f);
         const float s = sz_scale(sz);
         alignas(16) OT o[8];
 #pragma unroll
@@ -152,7 +152,7 @@ __device__ __forceinline__ uint32_t awq_nibble(const uint32_t* packed_row, int64
     return (packed_row[n / 8] >> (4 * kRev[n % 8])) & 15u;
 }
 
-__global__ void repack_weight_kernel(const uint32_t* qweight, int64_t in, int64_t out, int64_t group, int64_t row_off,
+__global__ void repack_weight_kernel(const uint32_t* qweight, int64_t in, int64_t out, bool tiled, int64_t row_off,
                                      uint32_t* qw) {
     const int64_t nw = in / 8, pc = out / 8;
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < nw * out; i += int64_t(gridDim.x) * blockDim.x) {
@@ -163,7 +163,7 @@ __global__ void repack_weight_kernel(const uint32_t* qweight, int64_t in, int64_
             const int pos = (e & 1) ? 4 + e / 2 : e / 2;  // column e of the word -> nibble pos
             v |= awq_nibble(qweight + (kw * 8 + e) * pc, n) << (4 * pos);
         }
-        qw[quant::awq_word(row_off + n, kw, in, group)] = v;
+        qw[quant::awq_word(row_off + n, kw, in, tiled)] = v;
     }
 }
 
@@ -201,18 +201,20 @@ void dequant_awq_cuda(const DeviceLinear& w, void* dst, cudaStream_t stream) {
     const auto* sz = static_cast<const uint32_t*>(w.scale);
     const int ng = static_cast<int>(w.in / w.block), g = static_cast<int>(w.block);
     const unsigned grid = grid_for(w.out * w.in / 8);
+    const bool tiled = quant::awq_tiled(w.in, w.block);
     if (w.dtype == DType::F16)
-        dequant_kernel<__half><<<grid, 256, 0, stream>>>(qw, sz, w.out, w.in, ng, g, static_cast<__half*>(dst));
+        dequant_kernel<__half><<<grid, 256, 0, stream>>>(qw, sz, w.out, w.in, ng, g, tiled, static_cast<__half*>(dst));
     else
-        dequant_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(qw, sz, w.out, w.in, ng, g, static_cast<__nv_bfloat16*>(dst));
+        dequant_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(qw, sz, w.out, w.in, ng, g, tiled,
+                                                               static_cast<__nv_bfloat16*>(dst));
     CUDA_CHECK_LAUNCH();
 }
 
 void awq_repack_cuda(const void* qweight, const void* qzeros, const void* scales, DType sdt, int64_t in, int64_t out,
                      int64_t group, int64_t row_off, uint32_t* qw, uint32_t* sz, cudaStream_t stream) {
     const int64_t nw = in / 8, ng = in / group;
-    repack_weight_kernel<<<grid_for(nw * out), 256, 0, stream>>>(static_cast<const uint32_t*>(qweight), in, out, group,
-                                                                 row_off, qw);
+    repack_weight_kernel<<<grid_for(nw * out), 256, 0, stream>>>(static_cast<const uint32_t*>(qweight), in, out,
+                                                                 quant::awq_tiled(in, group), row_off, qw);
     CUDA_CHECK_LAUNCH();
     dispatch_float(sdt, [&](auto* tp) {
         using ST = std::remove_pointer_t<decltype(tp)>;

@@ -109,11 +109,11 @@ struct Fp8Fmt : gemv::LaneFormat<2> {
 // 8 codes per thread (in % 8 == 0, block_in % 8 == 0): one 8-byte load, one 16-byte store
 template <typename OT>
 __global__ void dequant8_kernel(const uint8_t* codes, const float* scale, const int32_t* srow, int nbi, int bi,
-                                int64_t out, int64_t in, OT* dst) {
+                                int64_t out, int64_t in, bool tiled, OT* dst) {
     const int64_t n8 = in / 8, total = out * n8;
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t row = i / n8, c = (i % n8) * 8;
-        const uint2 raw = *reinterpret_cast<const uint2*>(codes + quant::fp8_byte(row, c, out, in, bi));
+        const uint2 raw = *reinterpret_cast<const uint2*>(codes + quant::fp8_byte(row, c, in, tiled));
         const float s = scale[static_cast<int64_t>(srow[row]) * nbi + c / bi];
         float f[8];
         fp8x4_to_f32(raw.x, f);
@@ -169,8 +169,8 @@ void dequant_fp8_cuda(const DeviceLinear& w, void* dst, cudaStream_t stream) {
     auto go = [&](auto* tp) {
         using OT = std::remove_pointer_t<decltype(tp)>;
         if (vec)
-            dequant8_kernel<OT><<<grid_for(w.out * w.in / 8), 256, 0, stream>>>(codes, scale, w.scale_row, nbi, bi, w.out,
-                                                                                w.in, static_cast<OT*>(dst));
+            dequant8_kernel<OT><<<grid_for(w.out * w.in / 8), 256, 0, stream>>>(
+                codes, scale, w.scale_row, nbi, bi, w.out, w.in, quant::fp8_tiled(w.out, w.in, bi), static_cast<OT*>(dst));
         else
             dequant1_kernel<OT><<<grid_for(w.out * w.in), 256, 0, stream>>>(codes, scale, w.scale_row, nbi, bi, w.out, w.in,
                                                                             static_cast<OT*>(dst));

@@ -41,17 +41,14 @@ __device__ __forceinline__ uint4 pack8(const float* f) {
     return *reinterpret_cast<const uint4*>(o);
 }
 
-static_assert(kBK == 128, "tiled_offset: a K step is one AWQ chunk / two FP8 chunks of the tiled layout");
+static_assert(kBK == 128, "the tiled offsets: a K step is one AWQ chunk / two FP8 chunks of the tiled layout");
 
-/**
- * 16-byte unit index of (row, unit u < 8 of a K step) in the tiled layout (quant::tiled_unit) at k0 = 0,
- * `upr` units per row, in 32-bit arithmetic; a K step adds 128 units (FP8: 16 codes a unit, two 64-k
- * chunks; AWQ: 32 k a unit, u < 4, one 128-k chunk: 64 units). quant::tiled_unit in full per load,
- * 64-bit, cost this compute-bound kernel 11% more instructions (8B fp8 batch 32: 3865 -> 3630 tok/s).
- */
+// The tiled offsets below: quant::tiled_unit at k0 = 0 in unsigned 32-bit arithmetic (shifts), plus a
+// multiple of k0 (a K step is 128 units: two 64-k FP8 chunks of 16-code units, one 128-k AWQ chunk of
+// 32-k units). quant::tiled_unit in 64-bit with the layout tested per load cost this compute-bound
+// kernel 11% more instructions (8B fp8 batch 32: 3865 -> 3630 tok/s).
 __device__ __forceinline__ uint32_t tiled_unit0(int row, int u, int upr) {
-    const uint32_t r = static_cast<uint32_t>(row), uu = static_cast<uint32_t>(u);
-    return (((r >> 4) * (static_cast<uint32_t>(upr) >> 2) + (uu >> 2)) * 2 + ((r >> 3) & 1)) * 32 + (r & 7) * 4 + (uu & 3);
+    return quant::tiled_unit<uint32_t>(static_cast<uint32_t>(row), static_cast<uint32_t>(u), static_cast<uint32_t>(upr));
 }
 
 // FP8 tile: 64 rows x 128 codes = 512 chunks of 16 codes, four per thread

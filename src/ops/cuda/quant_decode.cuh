@@ -44,14 +44,15 @@ __device__ __forceinline__ float fp8_to_f32(uint8_t c) {
  * two loads per chunk reads 512 contiguous bytes and a tile's chunks follow each other. Rows are
  * padded to a multiple of 16. Used when in and the group (block) are multiples of the chunk.
  */
-__host__ __device__ inline int64_t tiled_unit(int64_t row, int64_t u, int64_t upr) {
+template <typename I = int64_t>  // unsigned 32-bit where it is evaluated per load (linear_qgemm.cu): shifts only
+__host__ __device__ inline I tiled_unit(I row, I u, I upr) {
     return (((row / 16) * (upr / 4) + u / 4) * 2 + (row % 16) / 8) * 32 + (row % 8) * 4 + u % 4;
 }
 /** AWQ qw (4 words of 8 nibbles a unit, 128-k chunks) in the tiled layout when in and the group are multiples of 128. */
 __host__ __device__ constexpr bool awq_tiled(int64_t in, int64_t group) { return in % 128 == 0 && group % 128 == 0; }
-/** Word index of (row, kw) in the layout awq_tiled picks for (in, group). */
-__host__ __device__ inline int64_t awq_word(int64_t row, int64_t kw, int64_t in, int64_t group) {
-    return awq_tiled(in, group) ? tiled_unit(row, kw / 4, in / 32) * 4 + kw % 4 : row * (in / 8) + kw;
+/** Word index of (row, kw): tiled (awq_tiled, decided once on the host) or row-major. */
+__host__ __device__ inline int64_t awq_word(int64_t row, int64_t kw, int64_t in, bool tiled) {
+    return tiled ? tiled_unit(row, kw / 4, in / 32) * 4 + kw % 4 : row * (in / 8) + kw;
 }
 /**
  * FP8 codes (16 a unit, 64-k chunks) in the tiled layout when in and block_in are multiples of 64 and
@@ -65,9 +66,9 @@ __host__ __device__ constexpr bool fp8_tiled(int64_t out, int64_t in, int64_t bl
 __host__ __device__ inline int64_t fp8_tiled_byte(int64_t row, int64_t k, int64_t in) {
     return tiled_unit(row, k / 16, in / 16) * 16 + k % 16;
 }
-/** Byte index of code (row, k) in the layout fp8_tiled picks for (out, in, block_in). */
-__host__ __device__ inline int64_t fp8_byte(int64_t row, int64_t k, int64_t out, int64_t in, int64_t block_in) {
-    return fp8_tiled(out, in, block_in) ? fp8_tiled_byte(row, k, in) : row * in + k;
+/** Byte index of code (row, k): tiled (fp8_tiled, decided once on the host) or row-major. */
+__host__ __device__ inline int64_t fp8_byte(int64_t row, int64_t k, int64_t in, bool tiled) {
+    return tiled ? fp8_tiled_byte(row, k, in) : row * in + k;
 }
 
 /** q - z of the 8 columns of a word as f32: f16 (1024 + q) by one LOP3 per pair, minus f16 (1024 + z) (exact). */
