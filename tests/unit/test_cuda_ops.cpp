@@ -488,10 +488,25 @@ std::vector<Case> make_cases() {
                                   }});
     // fused decode (q/k norm + RoPE + cache write inside the attention kernel) vs the two kernels it
     // replaces: outputs and the whole cache; GQA groups 1 / 2 / 4, several splits and tiles, bias
+    // (D 48: the split-K kernel; 64 / 128 / 256: the cluster kernel, G up to 8 query heads per kv head,
+    // 3000 keys: several steps of U keys per warp and clusters of 16)
+    struct FusedShape {
+        DType kd;
+        int64_t D, G, cap;
+    };
+    std::vector<FusedShape> fused_shapes;
     for (DType kd : {DType::F32, DType::BF16})
         for (int64_t D : {48, 128})
             for (int64_t G : {1, 2, 4})
-                for (int64_t cap : {9, 300})
+                for (int64_t cap : {9, 300}) fused_shapes.push_back({kd, D, G, cap});
+    for (FusedShape f : {FusedShape{DType::BF16, 128, 2, 3000}, FusedShape{DType::F16, 128, 8, 300},
+                         FusedShape{DType::BF16, 128, 5, 77}, FusedShape{DType::BF16, 256, 4, 300},
+                         FusedShape{DType::F32, 256, 3, 129}, FusedShape{DType::BF16, 64, 2, 1000},
+                         FusedShape{DType::F32, 64, 7, 33}})
+        fused_shapes.push_back(f);
+    for (const FusedShape& f : fused_shapes) {
+        const DType kd = f.kd;
+        const int64_t D = f.D, G = f.G, cap = f.cap;
                     cs.push_back({fmt::format("attention_decode_fused kv={} D={} G={} capacity={}", dtype_name(kd), D, G, cap),
                                   kF32, [=](std::mt19937& rng) {
                                       const int64_t B = 3, Hkv = 2, Hq = G * Hkv, W = (Hq + 2 * Hkv) * D;
@@ -516,8 +531,11 @@ std::vector<Case> make_cases() {
                                       const float* knp = norm ? dkn.get() : nullptr;
                                       qkv_rope_cache_cuda(dqkv.get(), bp, B, Hq, Hkv, D, qnp, knp, 1e-6f, dinv.get(), rows,
                                                           dq.get(), {ka.p, va.p, kd, cap});
+                                      // the two kernels: the split-K one here, the cluster one below where it applies
+                                      setenv("LMSCOPE_CUDA_ATTN_CLUSTER", "0", 1);
                                       attention_decode_cuda(dq.get(), B, Hq, Hkv, D, scale, {ka.p, va.p, kd, cap}, rows, cap,
                                                             dw.get(), dc.get<unsigned>(), ya.p, DType::F32);
+                                      unsetenv("LMSCOPE_CUDA_ATTN_CLUSTER");
                                       attention_decode_fused_cuda(dqkv.get(), bp, B, Hq, Hkv, D, qnp, knp, 1e-6f, dinv.get(),
                                                                   scale, {kb.p, vb.p, kd, cap}, rows, cap, dw.get(),
                                                                   dc.get<unsigned>(), yb.p, DType::F32);
@@ -526,6 +544,7 @@ std::vector<Case> make_cases() {
                                                        max_rel_diff(kb.f32(n, kd), ka.f32(n, kd)),
                                                        max_rel_diff(vb.f32(n, kd), va.f32(n, kd))});
                                   }});
+    }
     // FP8-block linears: odd in / out (partial blocks), the scalar path (in % 16 != 0 or block_in % 16 != 0),
     // other block sizes, concatenation along out with scale rows that do not line up (q|k|v of 200|72|72)
     const std::vector<int64_t> quantT = {1, 2, 3, 5, 8, 33, 129};

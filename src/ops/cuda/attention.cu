@@ -8,6 +8,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/mma.cuh"
+#include "ops/cuda/attention_decode.cuh"
 #include "ops/cuda/ops_cuda.h"
 
 namespace lmscope::cuda {
@@ -35,16 +36,6 @@ struct DecSmem {
         // fused q/k norm + RoPE: cos, sin (D/2 each), a head per warp (D floats), the new K and V rows
         bytes = rope + sizeof(float) * D * (1 + kDecThreads / 32) + 2 * row;
     }
-};
-
-/** Fused decode input (attention_decode_fused_cuda): the raw q|k|v rows instead of q. */
-struct DecodeQkv {
-    const float* qkv = nullptr;  // (R, (Hq + 2 Hkv) D); null: q given (attention_decode_cuda)
-    const float* bias = nullptr;
-    const float* q_norm = nullptr;
-    const float* k_norm = nullptr;
-    float eps = 1e-6f;
-    const float* inv_freq = nullptr;
 };
 
 template <typename KT>
@@ -136,17 +127,9 @@ __global__ void __launch_bounds__(kDecThreads)
     // returns at once.
     // The fused kernel's RoPE angles too (positions are set before the step's first kernel): a double
     // sincos is ~1 us of latency that then overlaps the previous kernel.
-    const int half = D / 2;
     if (fused) {
         if (n_tiles > 0) stage(0, 0);
-        const float fpos = static_cast<float>(pos);
-        for (int j = tid; j < half; j += kDecThreads) {
-            const float angle = __fmul_rn(fpos, fq.inv_freq[j]);  // f32 product, as torch
-            double sd, cd;
-            sincos(static_cast<double>(angle), &sd, &cd);
-            sCos[j] = static_cast<float>(cd);
-            sCos[half + j] = static_cast<float>(sd);
-        }
+        decode_rope_angles(fq.inv_freq, pos, D, sCos, tid, kDecThreads);
     }
     asm volatile("griddepcontrol.wait;" ::: "memory");
     if (!fused && n_tiles > 0) stage(0, 0);
@@ -157,56 +140,10 @@ __global__ void __launch_bounds__(kDecThreads)
         // q/k norm + RoPE of qkv_rope_cache_cuda, fused: this block's G q heads (and, in the split that
         // holds position pos, the new K / V rows, written to the cache and kept for the tile)
         __syncthreads();
-        const int64_t H = Hq + 2 * static_cast<int64_t>(Hkv);
-        float* buf = sHead + warp * D;
-        for (int it = warp; it < G + (has_new ? 2 : 0); it += kDecThreads / 32) {
-            const int64_t hh = it < G ? kvh * G + it : it == G ? Hq + kvh : Hq + Hkv + kvh;  // q, k, v head
-            const float* src = fq.qkv + r * H * D + hh * D;
-            float ss = 0.0f;
-            for (int i = lane; i < D; i += 32) {
-                const float v = src[i] + (fq.bias ? fq.bias[hh * D + i] : 0.0f);
-                buf[i] = v;
-                ss += v * v;
-            }
-            ss = warp_sum(ss);
-            const int64_t cache_at = (seq * capacity + pos) * kvd + kvh * D;
-            if (it == G + 1) {  // v: to the cache as is
-                for (int i = lane; i < D; i += 32) {
-                    const KT v = from_f32<KT>(buf[i]);
-                    vc[cache_at + i] = v;
-                    sNewV[i] = v;
-                }
-                continue;
-            }
-            const float* nw = it < G ? fq.q_norm : fq.k_norm;
-            if (nw) {
-                const float inv = rsqrtf(ss / static_cast<float>(D) + fq.eps);
-                for (int i = lane; i < D; i += 32) buf[i] = buf[i] * inv * nw[i];
-            }
-            __syncwarp();
-            float rot[8];  // D <= 256
-#pragma unroll
-            for (int e = 0; e < 8; ++e) {
-                const int i = lane + 32 * e;
-                if (i >= D) break;
-                const int j = i < half ? i : i - half;
-                rot[e] = i < half ? buf[i] * sCos[j] - buf[i + half] * sCos[half + j]
-                                  : buf[i] * sCos[j] + buf[i - half] * sCos[half + j];
-            }
-            __syncwarp();
-#pragma unroll
-            for (int e = 0; e < 8; ++e) {
-                const int i = lane + 32 * e;
-                if (i >= D) break;
-                if (it < G) {
-                    sQ[it * D + i] = rot[e] * scale;
-                } else {
-                    const KT k = from_f32<KT>(rot[e]);
-                    kc[cache_at + i] = k;
-                    sNewK[i] = k;
-                }
-            }
-        }
+        const int64_t cache_at = (seq * capacity + pos) * kvd + kvh * D;
+        for (int it = warp; it < G + (has_new ? 2 : 0); it += kDecThreads / 32)
+            decode_head(fq, r, Hq, Hkv, kvh, G, it, D, sCos, sHead + warp * D, scale, sQ + it * D, kc, vc, cache_at,
+                        sNewK, sNewV, lane);
     }
     if (tid < G) {
         sM[tid] = -INFINITY;
@@ -392,6 +329,9 @@ void decode_dispatch(const float* q, const DecodeQkv& fq, int64_t R, int64_t Hq,
                      DType out_dtype, cudaStream_t stream, bool pdl) {
     if (R <= 0) return;
     if (Hq % Hkv) fail_rt("attention: {} query heads are not a multiple of {} kv heads", Hq, Hkv);
+    if (attention_decode_cluster_cuda(q, fq.qkv, fq.bias, fq.q_norm, fq.k_norm, fq.eps, fq.inv_freq, R, Hq, Hkv, D,
+                                      scale, kv, rows, max_len, out, out_dtype, stream, pdl))
+        return;
     dispatch_float(kv.dtype, [&](auto* kp) {
         using KT = std::remove_pointer_t<decltype(kp)>;
         dispatch_float(out_dtype, [&](auto* op) {

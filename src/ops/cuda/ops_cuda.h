@@ -160,7 +160,9 @@ size_t attention_decode_workspace(int64_t R, int64_t Hq, int64_t Hkv, int64_t D,
 
 /**
  * q (R, Hq, D) f32: row r attends keys 0..pos(r) of sequence seq(r) in the cache; out (R, Hq, D) in
- * out_dtype. Keys are split into chunks (attention_decode_splits(max_len)); `work` has
+ * out_dtype. For D 64 / 128 / 256 and Hq / Hkv <= 8 a cluster kernel runs (attention_decode_cluster.cu:
+ * its splits merge in distributed shared memory, `work` and `counters` unused). Otherwise keys are
+ * split into chunks (attention_decode_splits(max_len)); `work` has
  * attention_decode_workspace(...) floats for the partial softmax states, which the last split of
  * each (row, head) to finish combines. `counters` (R * Hkv, zero when first used) count the finished
  * splits; every call leaves them at zero. Positions may live on the device (graph replays read them

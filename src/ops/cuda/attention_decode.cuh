@@ -1,0 +1,109 @@
+// Pieces both decode-attention kernels share: the fused input (raw q|k|v rows), the RoPE angles of the
+// new position, and one warp's q / k norm + RoPE of one head (the work of qkv_rope_cache_cuda, done
+// inside the attention kernel so that decode needs no separate launch for it).
+#pragma once
+
+#include "cuda/common.cuh"
+#include "ops/cuda/ops_cuda.h"
+
+namespace lmscope::cuda {
+
+/** Fused decode input (attention_decode_fused_cuda): the raw q|k|v rows instead of q. */
+struct DecodeQkv {
+    const float* qkv = nullptr;  // (R, (Hq + 2 Hkv) D); null: q given (attention_decode_cuda)
+    const float* bias = nullptr;
+    const float* q_norm = nullptr;
+    const float* k_norm = nullptr;
+    float eps = 1e-6f;
+    const float* inv_freq = nullptr;
+};
+
+/**
+ * cos / sin of position `pos` into cs[0 .. D/2) / cs[D/2 .. D), threads tid, tid + nthreads, ...
+ * (angle = float(pos) * inv_freq as an f32 product, as torch; the sincos in double, as rope_cos_sin).
+ * Positions are set before a step's first kernel, so this may run before griddepcontrol.wait.
+ */
+__device__ __forceinline__ void decode_rope_angles(const float* inv_freq, int64_t pos, int D, float* cs, int tid,
+                                                   int nthreads) {
+    const int half = D / 2;
+    const float fpos = static_cast<float>(pos);
+    for (int j = tid; j < half; j += nthreads) {
+        const float angle = __fmul_rn(fpos, inv_freq[j]);
+        double sd, cd;
+        sincos(static_cast<double>(angle), &sd, &cd);
+        cs[j] = static_cast<float>(cd);
+        cs[half + j] = static_cast<float>(sd);
+    }
+}
+
+/**
+ * One warp's share of the fused decode input of row r, kv head kvh, for item `it` of its G + 2:
+ * it < G: q head kvh * G + it, normed (q_norm) and rotated, times qscale, into q_out[0 .. D);
+ * it == G: the new key, normed (k_norm) and rotated, to the cache at cache_at and into new_k;
+ * it == G + 1: the new value, as is, to the cache and into new_v.
+ * buf: D floats of this warp's shared memory; cs: decode_rope_angles' output. D even, <= 256.
+ */
+template <typename KT>
+__device__ __forceinline__ void decode_head(const DecodeQkv& fq, int64_t r, int Hq, int Hkv, int kvh, int G, int it,
+                                            int D, const float* cs, float* buf, float qscale, float* q_out, KT* kc,
+                                            KT* vc, int64_t cache_at, KT* new_k, KT* new_v, int lane) {
+    const int half = D / 2;
+    const int64_t H = Hq + 2 * static_cast<int64_t>(Hkv);
+    const int64_t hh = it < G ? kvh * G + it : it == G ? Hq + kvh : Hq + Hkv + kvh;  // q, k or v head
+    const float* src = fq.qkv + r * H * D + hh * D;
+    float ss = 0.0f;
+    for (int i = lane; i < D; i += 32) {
+        const float v = src[i] + (fq.bias ? fq.bias[hh * D + i] : 0.0f);
+        buf[i] = v;
+        ss += v * v;
+    }
+    ss = warp_sum(ss);
+    if (it == G + 1) {  // v: to the cache as is
+        for (int i = lane; i < D; i += 32) {
+            const KT v = from_f32<KT>(buf[i]);
+            vc[cache_at + i] = v;
+            new_v[i] = v;
+        }
+        return;
+    }
+    const float* nw = it < G ? fq.q_norm : fq.k_norm;
+    if (nw) {
+        const float inv = rsqrtf(ss / static_cast<float>(D) + fq.eps);
+        for (int i = lane; i < D; i += 32) buf[i] = buf[i] * inv * nw[i];
+    }
+    __syncwarp();
+    float rot[8];  // D <= 256
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+        const int i = lane + 32 * e;
+        if (i >= D) break;
+        const int j = i < half ? i : i - half;
+        rot[e] = i < half ? buf[i] * cs[j] - buf[i + half] * cs[half + j] : buf[i] * cs[j] + buf[i - half] * cs[half + j];
+    }
+    __syncwarp();
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+        const int i = lane + 32 * e;
+        if (i >= D) break;
+        if (it < G) {
+            q_out[i] = rot[e] * qscale;
+        } else {
+            const KT k = from_f32<KT>(rot[e]);
+            kc[cache_at + i] = k;
+            new_k[i] = k;
+        }
+    }
+}
+
+/**
+ * The cluster decode kernel (attention_decode_cluster.cu) for q (R, Hq, D) f32, or, when qkv is set,
+ * the fused input (q / k norm, RoPE and the cache write inside, as attention_decode_fused_cuda).
+ * Returns false, launching nothing, for shapes it does not take (D not 64 / 128 / 256 or > 8 query
+ * heads per kv head) or when LMSCOPE_CUDA_ATTN_CLUSTER=0: the split-K kernel of attention.cu then runs.
+ */
+bool attention_decode_cluster_cuda(const float* q, const float* qkv, const float* bias, const float* q_norm,
+                                   const float* k_norm, float eps, const float* inv_freq, int64_t R, int64_t Hq,
+                                   int64_t Hkv, int64_t D, float scale, KvView kv, RowPos rows, int64_t max_len,
+                                   void* out, DType out_dtype, cudaStream_t stream, bool pdl);
+
+}  // namespace lmscope::cuda
