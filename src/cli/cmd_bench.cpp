@@ -1,4 +1,5 @@
 // lmscope bench --model DIR [--prompt-len 512] [--gen-len 128] [--threads N] [--repeat R] [--json]
+//               [--fp8-activations] [--bf16-activations]
 // Measures prefill and decode speed like llama-bench: a warm-up run, then R timed runs; each run
 // prefills prompt-len random tokens into a fresh KV cache, then decodes gen-len tokens one by one.
 // Reports the median (and min/max) tokens/s of the R runs.
@@ -17,6 +18,7 @@
 #include "model/decoder.h"
 #include "model/sampler.h"
 #include "ops/cpu/simd.h"
+#include "ops/ops.h"
 
 namespace lmscope {
 
@@ -32,6 +34,7 @@ struct BenchOptions {
     uint64_t seed = 0;
     std::string device = "cpu";  // --device, --batch, --exact (issue 7)
     bool fp8_activations = false;
+    bool bf16_activations = false;
     int batch = 1;
     bool exact = false;
 };
@@ -49,6 +52,7 @@ void bench_command(const BenchOptions& o) {
     // ---- --device cuda (issue 7): src/cuda/cli_cuda.cpp ----
     if (o.device != "cuda" && (o.batch != 1 || o.exact)) throw UsageError("bench: --batch and --exact need --device cuda");
     if (o.fp8_activations && o.device == "cuda") apply_fp8_activations_flag(true, 1, o.device, "bench");
+    if (o.bf16_activations && o.device == "cuda") apply_bf16_activations_flag(true, nullptr, o.device, "bench");
     if (o.device == "cuda") {
         DecoderModel host = DecoderModel::load(o.model);
         cuda::cli_bench(host, {o.model, o.prompt_len, o.gen_len, o.repeat, o.batch, o.json, o.exact, o.seed});
@@ -57,6 +61,7 @@ void bench_command(const BenchOptions& o) {
     // ---- end --device cuda ----
     DecoderModel model = DecoderModel::load(o.model);
     apply_fp8_activations_flag(o.fp8_activations, model.weights().num_fp8_linears, o.device, "bench");
+    apply_bf16_activations_flag(o.bf16_activations, &model.weights(), o.device, "bench");
     const int64_t V = model.config().vocab_size;
     std::mt19937 rng(static_cast<uint32_t>(o.seed));
     std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(std::min<int64_t>(V, 32000) - 1));
@@ -99,15 +104,19 @@ void bench_command(const BenchOptions& o) {
                             {"threads", ThreadPool::global().size()},
                             {"repeat", o.repeat},
                             {"weights_bytes", wbytes},
-                            {"isa", simd::isa_name(simd::active_isa())}};
+                            {"isa", simd::isa_name(simd::active_isa())},
+                            {"fp8_activations", fp8_activation_mode()},
+                            {"bf16_activations", bf16_activation_mode()},
+                            {"avx512_bf16", simd::has_avx512_bf16()}};
         if (!decode.empty()) {
             j["decode_tok_s_min"] = *std::min_element(decode.begin(), decode.end());
             j["decode_tok_s_max"] = *std::max_element(decode.begin(), decode.end());
         }
         fmt::print("{}\n", j.dump());
     } else {
-        fmt::print("model {}  weights {}  threads {}  isa {}\n", o.model, human_bytes(static_cast<double>(wbytes)),
-                   ThreadPool::global().size(), simd::isa_name(simd::active_isa()));
+        fmt::print("model {}  weights {}  threads {}  isa {}{}\n", o.model, human_bytes(static_cast<double>(wbytes)),
+                   ThreadPool::global().size(), simd::isa_name(simd::active_isa()),
+                   bf16_activation_mode() ? "  bf16 activations" : fp8_activation_mode() ? "  fp8 activations" : "");
         fmt::print("prefill {:>5} tokens: {:8.1f} tok/s (median of {})\n", o.prompt_len, p, o.repeat);
         if (o.gen_len > 0)
             fmt::print("decode  {:>5} tokens: {:8.1f} tok/s (median of {})  = {} of weights/s\n", o.gen_len, d,
@@ -128,6 +137,7 @@ void register_bench(CLI::App& app) {
     c->add_option("--seed", o->seed, "Seed of the random prompt")->capture_default_str();
     c->add_flag("--json", o->json, "Print one JSON object");
     c->add_flag("--fp8-activations", o->fp8_activations, kFp8ActivationsHelp);
+    c->add_flag("--bf16-activations", o->bf16_activations, kBf16ActivationsHelp);
     c->add_option("--device", o->device, "cpu or cuda (issue 7)")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
     c->add_option("--batch", o->batch, "Sequences decoded together (--device cuda)")->capture_default_str();
     c->add_flag("--exact", o->exact, "f32 activations on the GPU (--device cuda)");

@@ -27,6 +27,7 @@ struct EvalArgs {
     std::string model, data;
     bool json = false;
     bool fp8_activations = false;
+    bool bf16_activations = false;
     int64_t seq_len = 0, batch = 1, max_tokens = 0;
 };
 
@@ -59,6 +60,7 @@ void run_eval(const EvalArgs& a) {
     train::EvalResult r;
     if (is_gpt) {
         apply_fp8_activations_flag(a.fp8_activations, 0, "cpu", "eval");
+        apply_bf16_activations_flag(a.bf16_activations, nullptr, "cpu", "eval");
         gpt::GptConfig cfg = gpt::GptConfig::load(a.model);
         gpt::GptModel m(cfg);
         m.load((dir / "model.safetensors").string());
@@ -71,6 +73,7 @@ void run_eval(const EvalArgs& a) {
     } else {
         DecoderModel m = DecoderModel::load(a.model);
         apply_fp8_activations_flag(a.fp8_activations, m.weights().num_fp8_linears, "cpu", "eval");
+        apply_bf16_activations_flag(a.bf16_activations, &m.weights(), "cpu", "eval");
         const int64_t V = m.config().vocab_size;
         int64_t T = a.seq_len > 0 ? a.seq_len : 1024;
         if (m.config().max_position_embeddings > 0) T = std::min(T, m.config().max_position_embeddings);
@@ -120,6 +123,7 @@ void register_eval(CLI::App& app) {
     sub->add_option("--data", a->data, "A .txt file or folder (default: Brown's validation split)");
     sub->add_flag("--json", a->json, "Print {\"loss\", \"ppl\", \"bpb\", \"tokens\"}");
     sub->add_flag("--fp8-activations", a->fp8_activations, kFp8ActivationsHelp);
+    sub->add_flag("--bf16-activations", a->bf16_activations, kBf16ActivationsHelp);
     sub->add_option("--seq-len", a->seq_len, "Window length (default: the model's sequence_len, HF: 1024)");
     sub->add_option("--batch", a->batch, "Windows per forward")->capture_default_str();
     sub->add_option("--max-tokens", a->max_tokens, "Evaluate at most this many targets (0: all)");

@@ -40,6 +40,7 @@ struct RunOptions {
     int threads = 0;
     std::string device = "cpu";  // --device (issue 7)
     bool fp8_activations = false;
+    bool bf16_activations = false;
 };
 
 void run_command(const RunOptions& o) {
@@ -48,8 +49,8 @@ void run_command(const RunOptions& o) {
     if (o.chat && !o.ids.empty()) throw UsageError("run: --chat needs --prompt (text), not --ids");
     if (o.threads > 0) ThreadPool::set_global_threads(o.threads);
     if (is_gpt_model_dir(o.model)) {  // a GPT of `lmscope train` (src/train/gpt_cli.cpp)
-        if (o.device != "cpu" || o.chat || o.fp8_activations)
-            throw UsageError("run: a GPT checkpoint runs on the CPU only, without --chat or --fp8-activations");
+        if (o.device != "cpu" || o.chat || o.fp8_activations || o.bf16_activations)
+            throw UsageError("run: a GPT checkpoint runs on the CPU only, without --chat, --fp8-activations or --bf16-activations");
         gpt_run({o.model, o.prompt, o.ids.empty() ? std::vector<int32_t>{} : parse_id_list(o.ids, "--ids"),
                  o.max_new_tokens, {o.temperature, o.top_k, o.top_p, o.seed}, o.save_logits});
         return;
@@ -58,6 +59,7 @@ void run_command(const RunOptions& o) {
     DecoderModel model = DecoderModel::load(o.model);
     const ModelConfig& cfg = model.config();
     apply_fp8_activations_flag(o.fp8_activations, model.weights().num_fp8_linears, o.device, "run");
+    apply_bf16_activations_flag(o.bf16_activations, &model.weights(), o.device, "run");
 
     std::optional<Tokenizer> tok;
     std::vector<int32_t> ids;
@@ -168,6 +170,7 @@ void register_run(CLI::App& app) {
                   "Write the prompt's logits to this safetensors file (tensor 'logits', F32 [T, vocab])");
     c->add_option("--threads", o->threads, "Worker threads (default: all cores)");
     c->add_flag("--fp8-activations", o->fp8_activations, kFp8ActivationsHelp);
+    c->add_flag("--bf16-activations", o->bf16_activations, kBf16ActivationsHelp);
     c->add_option("--device", o->device, "cpu or cuda (issue 7)")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
     c->callback([o] { run_command(*o); });
 }

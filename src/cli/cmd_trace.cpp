@@ -23,6 +23,7 @@
 #include "cuda/cuda_api.h"
 #include "io/atomic_file.h"
 #include "model/decoder.h"
+#include "ops/ops.h"
 #include "tokenizer/tokenizer.h"
 #include "trace/default_run.h"
 #include "trace/diff.h"
@@ -37,7 +38,7 @@ namespace {
 struct TraceOptions {
     std::string model, prompt, ids, format, out, rules, device = "cpu";
     std::vector<std::string> filters, save_values;
-    bool check = false, print_rules = false, fp8_activations = false, exact = false;
+    bool check = false, print_rules = false, fp8_activations = false, bf16_activations = false, exact = false;
     int threads = 0;
 };
 
@@ -61,12 +62,14 @@ void trace_command(const TraceOptions& o) {
         // the default: the seed's GPT configuration, traced while it trains
         if (!o.prompt.empty() || !o.ids.empty()) throw UsageError("trace: --prompt/--ids need --model");
         if (o.device != "cpu" || o.exact) throw UsageError("trace: --device cuda / --exact need --model");
+        apply_bf16_activations_flag(o.bf16_activations, nullptr, o.device, "trace");  // (a note: the GPT is f32)
         DefaultTraceOptions d{o.filters, o.save_values, o.format, o.out, o.rules, o.check, o.threads};
         run_default_gpt_trace(d);
         return;
     }
     if (o.prompt.empty() == o.ids.empty()) throw UsageError("trace: give exactly one of --prompt or --ids");
     if (is_gpt_model_dir(o.model)) {  // a GPT of `lmscope train` (src/train/gpt_cli.cpp)
+        apply_bf16_activations_flag(o.bf16_activations, nullptr, o.device, "trace");
         DefaultTraceOptions d{o.filters, o.save_values, o.format, o.out, o.rules, o.check, o.threads};
         gpt_trace({d, o.model, o.prompt, o.ids.empty() ? std::vector<int32_t>{} : parse_id_list(o.ids, "--ids")});
         return;
@@ -76,6 +79,7 @@ void trace_command(const TraceOptions& o) {
     DecoderModel model = DecoderModel::load(o.model);
     const ModelConfig& cfg = model.config();
     apply_fp8_activations_flag(o.fp8_activations, model.weights().num_fp8_linears, o.device, "trace");
+    apply_bf16_activations_flag(o.bf16_activations, &model.weights(), o.device, "trace");
     if (o.exact && o.device != "cuda") throw UsageError("trace: --exact needs --device cuda");
     std::vector<int32_t> ids;
     if (!o.ids.empty()) {
@@ -133,6 +137,8 @@ void trace_command(const TraceOptions& o) {
                                                    o.exact ? "exact: f32 activations" : "fast: 16-bit GEMM activations for T > 8"));
         dev.prefill(0, ids.data(), T, logits.data(), all_logits, &rec);
     } else {
+        if (bf16_activation_mode())
+            m.facts.emplace_back("Activations", "bf16 in the prefill linears over BF16 / AWQ weights (--bf16-activations)");
         KVCache cache = model.new_cache(T, DType::F32);  // the model's f32 math, without the f16 cache's rounding
         model.forward(ids.data(), T, cache, logits.data(), all_logits, &rec);
     }
@@ -173,6 +179,7 @@ void register_trace(CLI::App& app) {
     c->add_flag("--print-rules", o->print_rules, "Print the rule thresholds as a rules file and exit");
     c->add_option("--threads", o->threads, "Worker threads (default: all cores)");
     c->add_flag("--fp8-activations", o->fp8_activations, kFp8ActivationsHelp);
+    c->add_flag("--bf16-activations", o->bf16_activations, kBf16ActivationsHelp);
     c->add_option("--device", o->device, "cpu or cuda (the same tensor names; compare with `trace diff`)")
         ->capture_default_str()
         ->check(CLI::IsMember({"cpu", "cuda"}));

@@ -7,6 +7,8 @@
 #include <cstdlib>
 
 #include "core/error.h"
+#include "model/weights.h"
+#include "ops/cpu/simd.h"
 #include "ops/ops.h"
 
 namespace lmscope {
@@ -19,6 +21,26 @@ void apply_fp8_activations_flag(bool on, int num_fp8_linears, const std::string&
     if (num_fp8_linears == 0)
         fmt::print(stderr, "note: --fp8-activations: the model has no FP8-block linears, so nothing changes\n");
     set_fp8_activation_mode(true);
+}
+
+void apply_bf16_activations_flag(bool on, const ModelWeights* weights, const std::string& device, const char* command) {
+    if (!on) return;
+    if (device == "cuda")
+        throw UsageError(fmt::format("{}: --bf16-activations runs on the CPU only (the CUDA backend has its own precision modes)",
+                                     command));
+    bool any = false;
+    if (weights) {
+        const auto applies = [](const Linear& l) { return bf16_activation_weights(l.format, l.weight.dtype()); };
+        any = applies(weights->lm_head);
+        for (const LayerWeights& L : weights->layers)
+            for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) any = any || applies(*l);
+    }
+    if (!any)
+        fmt::print(stderr, "note: --bf16-activations: the model has no BF16 or AWQ int4 linears, so nothing changes\n");
+    else if (!simd::has_avx512_bf16())
+        fmt::print(stderr, "note: --bf16-activations: no AVX512-BF16 here: the f32 kernels compute with the same rounding "
+                           "(no speed-up)\n");
+    set_bf16_activation_mode(true);
 }
 
 std::vector<int32_t> parse_id_list(const std::string& s, const std::string& flag) {

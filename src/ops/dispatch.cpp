@@ -9,11 +9,22 @@
 namespace lmscope {
 
 namespace {
+// A mode's starting value: on when the environment variable is set to anything but "0".
+int env_on(const char* name) {
+    const char* e = std::getenv(name);
+    return (e && std::strcmp(e, "0") != 0) ? 1 : 0;
+}
+
 std::atomic<int>& ref_flag() {
-    static std::atomic<int> flag{[] {
-        const char* e = std::getenv("LMSCOPE_REF");
-        return (e && std::strcmp(e, "0") != 0) ? 1 : 0;
-    }()};
+    static std::atomic<int> flag{env_on("LMSCOPE_REF")};
+    return flag;
+}
+std::atomic<int>& fp8_act_flag() {
+    static std::atomic<int> flag{env_on("LMSCOPE_FP8_ACT")};
+    return flag;
+}
+std::atomic<int>& bf16_act_flag() {
+    static std::atomic<int> flag{env_on("LMSCOPE_BF16_ACT")};
     return flag;
 }
 }  // namespace
@@ -21,18 +32,17 @@ std::atomic<int>& ref_flag() {
 void set_reference_mode(bool on) { ref_flag() = on ? 1 : 0; }
 bool reference_mode() { return ref_flag() != 0; }
 
-namespace {
-std::atomic<int>& fp8_act_flag() {
-    static std::atomic<int> flag{[] {
-        const char* e = std::getenv("LMSCOPE_FP8_ACT");
-        return (e && std::strcmp(e, "0") != 0) ? 1 : 0;
-    }()};
-    return flag;
-}
-}  // namespace
-
 void set_fp8_activation_mode(bool on) { fp8_act_flag() = on ? 1 : 0; }
 bool fp8_activation_mode() { return fp8_act_flag() != 0; }
+
+void set_bf16_activation_mode(bool on) { bf16_act_flag() = on ? 1 : 0; }
+bool bf16_activation_mode() { return bf16_act_flag() != 0; }
+bool bf16_activation_weights(LinearFormat format, DType weight_dtype) {
+    return format == LinearFormat::AwqInt4 || (format == LinearFormat::Dense && weight_dtype == DType::BF16);
+}
+bool bf16_activations_apply(int64_t T, LinearFormat format, DType weight_dtype) {
+    return T >= kBf16ActivationMinTokens && bf16_activation_mode() && bf16_activation_weights(format, weight_dtype);
+}
 
 void embedding(const int32_t* ids, int64_t T, const Tensor& table, float* out) {
     reference_mode() ? embedding_ref(ids, T, table, out) : embedding_cpu(ids, T, table, out);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "core/tensor.h"
 #include "model/weights.h"
@@ -33,6 +34,32 @@ void rms_norm(const float* x, int64_t R, int64_t C, const Tensor& weight, float 
 void linear_ref(const float* x, int64_t T, const Linear& w, float* y);
 void linear_cpu(const float* x, int64_t T, const Linear& w, float* y);
 void linear(const float* x, int64_t T, const Linear& w, float* y);
+
+/**
+ * BF16 activation mode (set_bf16_activation_mode(true) or LMSCOPE_BF16_ACT=1; off by default): the prefill
+ * linears (T >= kBf16ActivationMinTokens tokens) whose weights are exact in bf16 round x to bf16 first
+ * (bf16_round_activations) and multiply with bf16 products and f32 sums: BF16 weights, and AWQ int4
+ * ((q - z) is a small integer; the group scale multiplies each group's f32 partial sum). With AVX512-BF16 that
+ * is the vdpbf16ps GEMM (ops/cpu/gemm_bf16.cpp, ~1.8x the f32 FMA ceiling); elsewhere the f32 kernels on
+ * the rounded x: each linear agrees across machines to f32 summation order (docs/bf16_activations.md).
+ * Unchanged: decode (T < 4: the GEMVs are memory-bound, f32 costs nothing there), F32/F16 weights (rounding
+ * them to bf16 would lose bits), block FP8 (already faster than llama.cpp's Q8_0 here; see
+ * set_fp8_activation_mode), training (gemm_cpu). The reference ops honour it too.
+ */
+void set_bf16_activation_mode(bool on);
+bool bf16_activation_mode();
+inline constexpr int64_t kBf16ActivationMinTokens = 4;  // the fast linears' prefill threshold (T >= 4: GEMM)
+/** Whether weights of this format and dtype are the mode's: exact in bf16 (BF16 dense, AWQ int4). */
+bool bf16_activation_weights(LinearFormat format, DType weight_dtype);
+/** Whether a linear of T tokens over such weights rounds its x now: the mode is on and T >= 4. */
+bool bf16_activations_apply(int64_t T, LinearFormat format, DType weight_dtype);
+/**
+ * out (n) = x rounded to bf16 and back to f32, as vcvtne2ps2bf16 does: nearest even, denormals to a
+ * signed zero, NaN quietened, overflow to +-inf. Exact, so it has no reference twin.
+ */
+void bf16_round_activations(const float* x, int64_t n, float* out);
+/** For the reference linears: x (T, w.in()) rounded into buf when bf16_activations_apply, else x itself. */
+const float* bf16_activations_ref(const float* x, int64_t T, const Linear& w, std::vector<float>& buf);
 
 /**
  * ys[i] = x W_i^T + b_i for n <= 4 linears of any format that read the same x (T, in): q/k/v, gate/up.

@@ -41,6 +41,13 @@ AwqQuantConfig parse_awq_quant_config(const nlohmann::json& raw, const std::stri
 Linear bind_awq_linear(const Checkpoint& ckpt, const std::string& module_path, int64_t group_size,
                        int64_t expect_in = -1, int64_t expect_out = -1);
 
+/**
+ * The AwqInt4 Linear over already checked tensors (qweight I32 [in, out/8], qzeros, scales F16/F32
+ * [in/g, out], optional bias [out]), with the CPU's tiled copy of qweight (awq_tile_qweight) unless !tiles.
+ */
+Linear make_awq_linear(std::string name, Tensor qweight, Tensor qzeros, Tensor scales, int64_t group_size,
+                       Tensor bias = Tensor(), bool tiles = true);
+
 /** Whether the checkpoint holds `<module_path>.qweight`. */
 bool has_awq_linear(const Checkpoint& ckpt, const std::string& module_path);
 

@@ -72,23 +72,28 @@ Linear bind_awq_linear(const Checkpoint& ckpt, const std::string& module_path, i
              ckpt.dir(), module_path, module_path, module_path);
     std::string problem = awq_shape_problem(module_path, qw, qz, sc, group_size, expect_in, expect_out);
     if (!problem.empty()) fail("checkpoint {}: {}", ckpt.dir(), problem);
-    const int64_t in = qw.dim(0), out = qw.dim(1) * 8;
+    const int64_t out = qw.dim(1) * 8;
     if (bias.defined() && (!dtype_is_float(bias.dtype()) || bias.shape() != Shape{out}))
         fail("checkpoint {}: '{}.bias': expected a float [{}], found {} {}", ckpt.dir(), module_path, out,
              dtype_name(bias.dtype()), shape_str(bias.shape()));
     if (sc.dtype() != DType::F16 && sc.dtype() != DType::F32) sc = sc.to(DType::F32);
+    return make_awq_linear(module_path, std::move(qw), std::move(qz), std::move(sc), group_size, std::move(bias));
+}
+
+Linear make_awq_linear(std::string name, Tensor qweight, Tensor qzeros, Tensor scales, int64_t group_size, Tensor bias,
+                       bool tiles) {
     Linear l;
-    l.name = module_path;
+    l.name = std::move(name);
     l.format = LinearFormat::AwqInt4;
+    l.in_features = qweight.dim(0);
+    l.out_features = qweight.dim(1) * 8;
     // the CPU decode streams qweight by column tile (quant/awq_pack.h); the copy is the same size
-    l.qweight_tiles = awq_tile_qweight(qw);
-    l.weight = std::move(qw);
-    l.qzeros = std::move(qz);
-    l.scale = std::move(sc);
+    if (tiles) l.qweight_tiles = awq_tile_qweight(qweight);
+    l.weight = std::move(qweight);
+    l.qzeros = std::move(qzeros);
+    l.scale = std::move(scales);
     l.bias = std::move(bias);
     l.group_size = group_size;
-    l.in_features = in;
-    l.out_features = out;
     return l;
 }
 

@@ -200,16 +200,8 @@ Linear packed_linear(int64_t out, int64_t in, int64_t G, bool bias, std::vector<
     AwqQuantized qr;
     awq_pseudo_quantize(w.data(), out, in, G, AwqMath::F16, &qr);
     AwqPacked pk = awq_pack(qr);
-    Linear l;
-    l.name = "t";
-    l.format = LinearFormat::AwqInt4;
-    l.weight = pk.qweight;
-    l.qzeros = pk.qzeros;
-    l.scale = pk.scales;
-    l.group_size = G;
-    l.in_features = in;
-    l.out_features = out;
-    if (bias) l.bias = Tensor::from_f32({out}, randn(static_cast<size_t>(out), 3));
+    Linear l = make_awq_linear("t", pk.qweight, pk.qzeros, pk.scales, G,
+                               bias ? Tensor::from_f32({out}, randn(static_cast<size_t>(out), 3)) : Tensor(), false);
     const auto wt = awq_dequantize_t(pk.qweight, pk.qzeros, pk.scales, G, "t");
     dense_wd.assign(static_cast<size_t>(out * in), 0);
     for (int64_t k = 0; k < in; ++k)

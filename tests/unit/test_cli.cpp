@@ -179,24 +179,59 @@ TEST(Cli, InitWritesALoadableCheckpoint) {
     fs::remove_all(dir);
 }
 
+namespace {
+// max |a - b| over the prompt logits of `run --model M --ids IDS` without and with `flag` (files in dir)
+double logits_change(const std::string& model, const std::string& ids, const std::string& flag, const std::string& dir) {
+    for (const char* f : {"w", "a"}) {
+        auto r = run_cli("run --model " + model + " --ids " + ids + (*f == 'a' ? " " + flag : std::string()) +
+                         " --save-logits " + dir + "/" + f + ".safetensors");
+        EXPECT_EQ(r.exit_code, 0) << r.output;
+    }
+    const lmscope::Tensor x = lmscope::SafetensorsFile::open(dir + "/w.safetensors").get("logits");
+    const lmscope::Tensor y = lmscope::SafetensorsFile::open(dir + "/a.safetensors").get("logits");
+    double diff = 0;
+    for (int64_t i = 0; i < x.numel(); ++i) diff = std::max(diff, double(std::fabs(x.data<float>()[i] - y.data<float>()[i])));
+    return diff;
+}
+}  // namespace
+
 // --fp8-activations: real on the CPU (the FP8 checkpoints' logits change), a note on a model without
 // FP8 linears, a usage error with --device cuda
 TEST(Cli, Fp8ActivationsFlag) {
     const std::string fp8 = golden_dir("fp8_qwen3");
     const std::string dir = lmscope::testing::make_temp_dir("fp8act");
-    ASSERT_EQ(run_cli("run --model " + fp8 + " --ids 1,2,3 --save-logits " + dir + "/w.safetensors").exit_code, 0);
-    auto a = run_cli("run --model " + fp8 + " --ids 1,2,3 --fp8-activations --save-logits " + dir + "/a.safetensors");
-    ASSERT_EQ(a.exit_code, 0) << a.output;
-    const lmscope::Tensor w = lmscope::SafetensorsFile::open(dir + "/w.safetensors").get("logits");
-    const lmscope::Tensor x = lmscope::SafetensorsFile::open(dir + "/a.safetensors").get("logits");
-    double diff = 0;
-    for (int64_t i = 0; i < w.numel(); ++i) diff = std::max(diff, double(std::fabs(w.data<float>()[i] - x.data<float>()[i])));
-    EXPECT_GT(diff, 0.0);  // activation quantisation happened
+    EXPECT_GT(logits_change(fp8, "1,2,3", "--fp8-activations", dir), 0.0);  // activation quantisation happened
     auto dense = run_cli("run --model " + golden_dir("qwen3_gqa") + " --ids 1,2 --fp8-activations");
     EXPECT_EQ(dense.exit_code, 0);
     EXPECT_NE(dense.output.find("the model has no FP8-block linears, so nothing changes"), std::string::npos) << dense.output;
     auto cuda = run_cli("run --model " + fp8 + " --ids 1,2 --fp8-activations --device cuda");
     EXPECT_NE(cuda.exit_code, 0);
     EXPECT_NE(cuda.output.find("--fp8-activations runs on the CPU only"), std::string::npos) << cuda.output;
+    fs::remove_all(dir);
+}
+
+// --bf16-activations: the BF16 checkpoint's prompt logits change (5 tokens: the prefill GEMM), bench --json
+// records the mode, a note on a model without BF16 / AWQ linears, a usage error with --device cuda on each
+// command that has the flag
+TEST(Cli, Bf16ActivationsFlag) {
+    const std::string bf16 = golden_dir("qwen3_gqa_bf16");
+    const std::string dir = lmscope::testing::make_temp_dir("bf16act");
+    EXPECT_GT(logits_change(bf16, "1,2,3,4,5", "--bf16-activations", dir), 0.0);  // the activations were rounded
+    for (const char* flag : {"", " --bf16-activations"}) {
+        auto b = run_cli("bench --model " + bf16 + " --prompt-len 8 --gen-len 2 --repeat 1 --json" + flag);
+        ASSERT_EQ(b.exit_code, 0) << b.output;
+        const auto j = nlohmann::json::parse(b.output.substr(b.output.find('{')));
+        EXPECT_EQ(j.at("bf16_activations").get<bool>(), *flag != 0) << b.output;
+    }
+    auto f32 = run_cli("run --model " + golden_dir("qwen3_gqa") + " --ids 1,2 --bf16-activations");
+    EXPECT_EQ(f32.exit_code, 0);
+    EXPECT_NE(f32.output.find("the model has no BF16 or AWQ int4 linears, so nothing changes"), std::string::npos) << f32.output;
+    for (const std::string cmd : {"run --ids 1,2", "bench", "trace --ids 1,2"}) {
+        auto cuda = run_cli(cmd + " --model " + bf16 + " --bf16-activations --device cuda");
+        EXPECT_EQ(cuda.exit_code, 2) << cmd;
+        EXPECT_NE(cuda.output.find("--bf16-activations runs on the CPU only"), std::string::npos) << cmd << ": " << cuda.output;
+    }
+    auto ev = run_cli("eval --help");
+    EXPECT_NE(ev.output.find("--bf16-activations"), std::string::npos) << ev.output;
     fs::remove_all(dir);
 }

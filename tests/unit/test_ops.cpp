@@ -93,18 +93,8 @@ Linear awq_linear(int64_t out, int64_t in, int64_t g, bool bias, bool f32_scales
     AwqQuantized qr;
     awq_pseudo_quantize(w.data(), out, in, g, AwqMath::F16, &qr);
     const AwqPacked pk = awq_pack(qr);
-    Linear l;
-    l.name = "awq";
-    l.format = LinearFormat::AwqInt4;
-    l.weight = pk.qweight;
-    l.qzeros = pk.qzeros;
-    l.scale = f32_scales ? pk.scales.to(DType::F32) : pk.scales;
-    if (tiles) l.qweight_tiles = awq_tile_qweight(pk.qweight);
-    if (bias) l.bias = tensor_of(randn(out, rng), {out}, DType::F32);
-    l.group_size = g;
-    l.in_features = in;
-    l.out_features = out;
-    return l;
+    return make_awq_linear("awq", pk.qweight, pk.qzeros, f32_scales ? pk.scales.to(DType::F32) : pk.scales, g,
+                           bias ? tensor_of(randn(out, rng), {out}, DType::F32) : Tensor(), tiles);
 }
 
 class OpsVsRef : public ::testing::TestWithParam<simd::Isa> {
@@ -395,6 +385,244 @@ TEST_P(OpsVsRef, GemmPackedPanels) {
 INSTANTIATE_TEST_SUITE_P(Isa, OpsVsRef, ::testing::Values(simd::Isa::Portable, simd::Isa::Avx2, simd::Isa::Avx512),
                          [](const auto& p) { return std::string(simd::isa_name(p.param)); });
 
+// ---------------------------------------------------------------- bf16 activations
+// The bf16 GEMM (gemm_bf16.cpp) and the linears in bf16 activation mode, at each of its levels: the f32
+// kernels on the rounded x (portable, AVX2, AVX-512 without AVX512-BF16) and the vdpbf16ps kernel.
+// Tolerances: against the reference on x rounded to bf16, kTol: B is exact in bf16, so every product is
+// exact in f32 and only the f32 summation order differs (as for the f32 GEMM). Against the unrounded f32
+// product, per element 2^-8 * sum_k |a_k b_k| (bf16 keeps 8 significant bits: |x - bf16(x)| <= 2^-8 |x|)
+// plus the kTol slack; and a dropped k-pair (the zero-padded last one of an odd K, say) moves the result
+// by more than 100 kTol on these shapes, which the test checks too.
+
+namespace {
+
+struct Bf16Level {
+    simd::Isa isa;
+    bool native;  // the vdpbf16ps kernel (only at the AVX-512 level)
+};
+void PrintTo(const Bf16Level& l, std::ostream* os) { *os << simd::isa_name(l.isa) << (l.native ? "+bf16" : ""); }
+
+class Bf16ActVsRef : public ::testing::TestWithParam<Bf16Level> {
+protected:
+    void SetUp() override {
+        const Bf16Level l = GetParam();
+        if (!simd::isa_supported(l.isa) || (l.native && !simd::avx512_bf16_supported()))
+            GTEST_SKIP() << simd::isa_name(l.isa) << (l.native ? "+bf16" : "") << " not on this CPU";
+        simd::force_isa(l.isa);
+        if (simd::avx512_bf16_supported()) simd::force_avx512_bf16(l.native);
+        ASSERT_EQ(simd::has_avx512_bf16(), l.native);
+    }
+    void TearDown() override {
+        set_bf16_activation_mode(false);
+        simd::force_isa(saved_);
+        if (simd::avx512_bf16_supported()) simd::force_avx512_bf16(true);
+    }
+    simd::Isa saved_ = simd::active_isa();
+    std::mt19937 rng_{4321};
+};
+
+// B of the loader cases: (K, N) small integers (AWQ's q - z) and per-group column scales.
+struct CodesB {
+    std::vector<float> codes, scales;  // (K, N), (ceil(K / g), N)
+    int64_t N, g;
+};
+void codes_row(const void* p, int64_t k, int64_t n0, int64_t count, float* out) {
+    const auto& b = *static_cast<const CodesB*>(p);
+    std::copy_n(b.codes.begin() + k * b.N + n0, count, out);
+}
+void codes_scale(const void* p, int64_t gi, int64_t n0, int64_t count, float* out) {
+    const auto& b = *static_cast<const CodesB*>(p);
+    std::copy_n(b.scales.begin() + gi * b.N + n0, count, out);
+}
+
+}  // namespace
+
+TEST_P(Bf16ActVsRef, Gemm) {
+    struct Case { int64_t M, K, N; };
+    for (Case c : {Case{4, 1, 7}, Case{4, 127, 1}, Case{5, 129, 31}, Case{13, 257, 33}, Case{12, 512, 32},
+                   Case{33, 1000, 100}, Case{24, 1030, 64}, Case{129, 127, 33}, Case{129, 1000, 31}})
+        for (int kind = 0; kind < 4; ++kind) {  // BF16 (N, K) as a Linear; BF16 (K, N); codes + scales, g 32 / 128
+            auto a = randn(c.M * c.K, rng_);
+            std::vector<float> ar(a.size());
+            bf16_round_activations(a.data(), c.M * c.K, ar.data());
+            const bool trans = kind == 0, codes = kind >= 2;
+            const Tensor b = tensor_of(randn(c.K * c.N, rng_), {c.K * c.N}, DType::BF16);
+            CodesB cb{{}, {}, c.N, kind == 2 ? 32 : 128};
+            if (codes) {
+                std::uniform_int_distribution<int> q(-15, 15);
+                std::uniform_real_distribution<float> s(0.01f, 0.1f);
+                for (int64_t i = 0; i < c.K * c.N; ++i) cb.codes.push_back(static_cast<float>(q(rng_)));
+                for (int64_t i = 0; i < (c.K + cb.g - 1) / cb.g * c.N; ++i) cb.scales.push_back(s(rng_));
+            }
+            auto b_at = [&](int64_t k, int64_t n) -> double {
+                if (codes) return double(cb.codes[k * c.N + n]) * cb.scales[(k / cb.g) * c.N + n];
+                return bf16_to_f32(b.data<uint16_t>()[trans ? n * c.K + k : k * c.N + n]);
+            };
+            auto bias = randn(c.N, rng_);
+            for (bool acc : {false, true}) {
+                GemmArgs g;
+                g.M = c.M; g.N = c.N; g.K = c.K;
+                g.a = a.data(); g.lda = c.K;
+                if (codes) {
+                    g.b_loader = codes_row; g.b_loader_ctx = &cb; g.b_group = cb.g; g.b_scale = codes_scale;
+                } else {
+                    g.b = b.raw(); g.b_dtype = DType::BF16; g.ldb = trans ? c.K : c.N; g.b_trans = trans;
+                }
+                g.ldc = c.N; g.accumulate = acc; g.bias = acc ? nullptr : bias.data();
+                const auto c0 = randn(c.M * c.N, rng_);
+                auto y = acc ? c0 : poisoned(c.M * c.N), yr = c0, yf = c0;
+                g.c = y.data();
+                gemm_bf16_cpu(g);
+                g.c = yf.data();
+                gemm_ref(g);  // the unrounded f32 product
+                g.a = ar.data();
+                g.c = yr.data();
+                gemm_ref(g);  // the product on x rounded to bf16
+                const std::string what = "M=" + std::to_string(c.M) + " K=" + std::to_string(c.K) + " N=" +
+                                         std::to_string(c.N) + " kind=" + std::to_string(kind) + " acc=" + std::to_string(acc);
+                ASSERT_LE(max_rel_diff(y, yr), kTol) << what;
+                double ymax = 0;
+                for (float v : yf) ymax = std::max(ymax, std::abs(double(v)));
+                for (int64_t m = 0; m < c.M; ++m)
+                    for (int64_t n = 0; n < c.N; ++n) {
+                        double sum_abs = 0;
+                        for (int64_t k = 0; k < c.K; ++k) sum_abs += std::abs(a[m * c.K + k] * b_at(k, n));
+                        const size_t i = static_cast<size_t>(m * c.N + n);
+                        ASSERT_LE(std::abs(double(y[i]) - yf[i]), std::ldexp(sum_abs, -8) + kTol * ymax) << what << " m=" << m << " n=" << n;
+                    }
+                ASSERT_GT(max_rel_diff(y, yf), 1e-5) << what << ": x was not rounded";
+                if (acc) continue;
+                // the check's power: the last k (in the zero-padded pair when K is odd) left out
+                std::vector<float> ad = ar, yd = c0;
+                for (int64_t m = 0; m < c.M; ++m) ad[static_cast<size_t>(m * c.K + c.K - 1)] = 0.0f;
+                g.a = ad.data();
+                g.c = yd.data();
+                gemm_ref(g);
+                ASSERT_GT(max_rel_diff(yd, yr), 100 * kTol) << what;
+            }
+        }
+}
+
+// x through a B = identity: every path computes with the same rounded x, bit for bit (random bit patterns,
+// denormals and ties included; overflow to inf is left to Bf16Round.Rule, as inf * 0 would make NaN here).
+TEST_P(Bf16ActVsRef, SameRoundingOnEveryPath) {
+    const int64_t M = 5, K = 64;
+    std::vector<float> a(static_cast<size_t>(M * K)), want(a.size());
+    std::uniform_int_distribution<uint32_t> bits(0, 0x7effffffu);
+    for (size_t i = 0; i < a.size(); ++i) {
+        const uint32_t u = (i % 3 == 0 ? bits(rng_) : (bits(rng_) & 0x807fffffu) | 0x3f000000u) ^ (i % 2 ? 0x80000000u : 0u);
+        std::memcpy(&a[i], &u, 4);
+    }
+    a[0] = 1.0f + std::ldexp(1.0f, -8);      // tie: down to even
+    a[1] = 1.0f + 3 * std::ldexp(1.0f, -8);  // tie (one ulp is 2^-7 here): up to even
+    a[2] = 1e-39f;                           // denormal: zero
+    a[3] = -std::ldexp(1.0f, -126);          // the smallest normal stays
+    bf16_round_activations(a.data(), M * K, want.data());
+    EXPECT_EQ(want[0], 1.0f);
+    EXPECT_EQ(want[1], 1.0f + std::ldexp(1.0f, -6));
+    EXPECT_EQ(want[2], 0.0f);
+    EXPECT_EQ(want[3], a[3]);
+    std::vector<uint16_t> eye(static_cast<size_t>(K * K), 0);
+    for (int64_t k = 0; k < K; ++k) eye[static_cast<size_t>(k * K + k)] = f32_to_bf16(1.0f);
+    auto y = poisoned(M * K);
+    GemmArgs g;
+    g.M = M; g.N = K; g.K = K;
+    g.a = a.data(); g.lda = K;
+    g.b = eye.data(); g.b_dtype = DType::BF16; g.ldb = K; g.b_trans = true;
+    g.c = y.data(); g.ldc = K;
+    gemm_bf16_cpu(g);
+    for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], want[i]) << i << " x=" << a[i];
+}
+
+TEST_P(Bf16ActVsRef, Linear) {
+    for (int64_t T : {1, 3, 4, 5, 13, 33})
+        for (auto [out, in] : std::vector<std::pair<int64_t, int64_t>>{{1, 127}, {31, 129}, {33, 257}, {100, 1000}})
+            for (DType dt : {DType::BF16, DType::F16, DType::F32}) {
+                auto x = randn(T * in, rng_);
+                Linear w = Linear::dense("w", tensor_of(randn(out * in, rng_, 0.1f), {out, in}, dt),
+                                         tensor_of(randn(out, rng_), {out}, DType::F32));
+                auto y = poisoned(T * out), yr = poisoned(T * out), y_off = poisoned(T * out);
+                linear_cpu(x.data(), T, w, y_off.data());
+                set_bf16_activation_mode(true);
+                linear_cpu(x.data(), T, w, y.data());
+                linear_ref(x.data(), T, w, yr.data());
+                set_bf16_activation_mode(false);
+                const std::string what = std::string(dtype_name(dt)) + " T=" + std::to_string(T) + " out=" +
+                                         std::to_string(out) + " in=" + std::to_string(in);
+                ASSERT_LE(max_rel_diff(y, yr), kTol) << what;
+                if (dt == DType::BF16 && T >= kBf16ActivationMinTokens) {
+                    ASSERT_GT(max_rel_diff(y, y_off), 1e-5) << what << ": x was not rounded";
+                    ASSERT_LT(max_rel_diff(y, y_off), 2e-2) << what;
+                } else {  // decode and F16 / F32 weights: untouched
+                    expect_same_values(y, y_off);
+                }
+            }
+}
+
+TEST_P(Bf16ActVsRef, LinearAwq) {
+    struct Case { int64_t out, in, g; };
+    for (Case c : {Case{8, 32, 32}, Case{24, 96, 32}, Case{136, 256, 64}, Case{200, 384, 128}, Case{40, 1024, 128},
+                   Case{1032, 256, 128}})
+        for (int64_t T : {3, 4, 5, 13, 33})
+            for (int variant = 0; variant < 4; ++variant) {
+                const bool f32_scales = variant & 1, tiles = variant & 2;
+                if (T * c.out * c.in > 3000000 && variant != 2) continue;
+                Linear w = awq_linear(c.out, c.in, c.g, c.out % 3 == 0, f32_scales, tiles, rng_);
+                auto x = randn(T * c.in, rng_);
+                auto y = poisoned(T * c.out), yr = poisoned(T * c.out), y_off = poisoned(T * c.out);
+                linear_awq_cpu(x.data(), T, w, y_off.data());
+                set_bf16_activation_mode(true);
+                linear_awq_cpu(x.data(), T, w, y.data());
+                linear_awq_ref(x.data(), T, w, yr.data());
+                set_bf16_activation_mode(false);
+                const std::string what = "T=" + std::to_string(T) + " out=" + std::to_string(c.out) + " in=" +
+                                         std::to_string(c.in) + " g=" + std::to_string(c.g) + " variant " + std::to_string(variant);
+                if (T < kBf16ActivationMinTokens) {  // decode: untouched
+                    expect_same_values(y, y_off);
+                    continue;
+                }
+                ASSERT_LE(max_rel_diff(y, yr), kTol) << what;
+                ASSERT_GT(max_rel_diff(y, y_off), 1e-5) << what << ": x was not rounded";
+                ASSERT_LT(max_rel_diff(y, y_off), 2e-2) << what;
+            }
+}
+
+INSTANTIATE_TEST_SUITE_P(Level, Bf16ActVsRef,
+                         ::testing::Values(Bf16Level{simd::Isa::Portable, false}, Bf16Level{simd::Isa::Avx2, false},
+                                           Bf16Level{simd::Isa::Avx512, false}, Bf16Level{simd::Isa::Avx512, true}),
+                         [](const auto& p) { return std::string(simd::isa_name(p.param.isa)) + (p.param.native ? "_bf16" : ""); });
+
+// The rounding rule itself (vcvtne2ps2bf16's): nearest even, denormals to a signed zero, NaN quiet,
+// overflow to inf; on normal numbers the same as the checkpoint writer's f32_to_bf16.
+TEST(Bf16Round, Rule) {
+    const float inf = std::numeric_limits<float>::infinity();
+    std::vector<float> x = {1.0f + std::ldexp(1.0f, -8), 1.0f + 3 * std::ldexp(1.0f, -8), -1e-39f, 1e-45f, -0.0f,
+                            std::numeric_limits<float>::max(), -inf, std::numeric_limits<float>::quiet_NaN(),
+                            std::numeric_limits<float>::signaling_NaN(), 3.3895314e38f};
+    std::vector<float> r(x.size());
+    bf16_round_activations(x.data(), static_cast<int64_t>(x.size()), r.data());
+    EXPECT_EQ(r[0], 1.0f);
+    EXPECT_EQ(r[1], 1.0f + std::ldexp(1.0f, -6));
+    EXPECT_EQ(r[2], 0.0f);
+    EXPECT_TRUE(std::signbit(r[2]));
+    EXPECT_EQ(r[3], 0.0f);
+    EXPECT_TRUE(std::signbit(r[4]));
+    EXPECT_EQ(r[5], inf);
+    EXPECT_EQ(r[6], -inf);
+    EXPECT_TRUE(std::isnan(r[7]));
+    EXPECT_TRUE(std::isnan(r[8]));
+    EXPECT_EQ(r[9], 3.3895314e38f);  // the largest bf16
+    std::mt19937 rng(5);
+    std::uniform_int_distribution<uint32_t> bits(0x00800000u, 0x7f7fffffu);
+    for (int i = 0; i < 100000; ++i) {
+        const uint32_t u = bits(rng) | (i % 2 ? 0x80000000u : 0u);
+        float f, g;
+        std::memcpy(&f, &u, 4);
+        bf16_round_activations(&f, 1, &g);
+        ASSERT_EQ(g, bf16_to_f32(f32_to_bf16(f))) << u;
+    }
+}
+
 // LMSCOPE_ISA caps the dispatch level of a fresh process: this binary re-runs itself with each level
 // and the child checks what it got (and that the op results still match the reference there).
 TEST(IsaEnv, CapsTheDispatchLevel) {
@@ -415,6 +643,8 @@ TEST(IsaEnvChild, GotTheCappedLevel) {
     const char* expect = std::getenv("LMSCOPE_ISA_EXPECT");
     if (!expect) GTEST_SKIP() << "run by IsaEnv.CapsTheDispatchLevel";
     EXPECT_STREQ(simd::isa_name(simd::active_isa()), expect);
+    // the vdpbf16ps kernels follow the cap: only at the AVX-512 level
+    EXPECT_EQ(simd::has_avx512_bf16(), std::string(expect) == "avx512" && simd::avx512_bf16_supported());
 }
 
 // The reference itself against float64 math on a case small enough to do by hand.

@@ -120,8 +120,8 @@ void gemv_portable(const AwqWeight& w, const float* x, const float* xg, int64_t 
     }
 }
 
-void row_to_f32_portable(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out) {
-    for (int64_t i = 0; i < n; ++i) out[i] = weight_at(w, k, n0 + i);
+void row_to_f32_portable(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out, bool scaled) {
+    for (int64_t i = 0; i < n; ++i) out[i] = weight_at(w, k, n0 + i, scaled);
 }
 
 // ---------------- AVX2 ----------------
@@ -131,7 +131,7 @@ void gemv_avx2(const AwqWeight& w, const float* x, const float* xg, int64_t p0, 
 }
 
 __attribute__((target("avx2,fma,f16c"))) void row_to_f32_avx2(const AwqWeight& w, int64_t k, int64_t n0,
-                                                              int64_t n, float* out) {
+                                                              int64_t n, float* out, bool scaled) {
     const int64_t gi = k / w.g;
     const __m256i shifts = _mm256_setr_epi32(0, 16, 4, 20, 8, 24, 12, 28);  // 4 * kAwqReverseOrder
     const __m256i nib = _mm256_set1_epi32(15);
@@ -142,13 +142,14 @@ __attribute__((target("avx2,fma,f16c"))) void row_to_f32_avx2(const AwqWeight& w
     if (n0 % 8 == 0)  // (the GEMM's panels always are; gemm_ref asks for single elements)
         for (; i + 8 <= n; i += 8) {
             const int64_t c = (n0 + i) / 8, s0 = gi * w.out + n0 + i;
-            const __m256 s =
-                w.sf ? _mm256_loadu_ps(w.sf + s0)
-                     : _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.sh + s0)));
             const __m256 q = unpack(*packed_at(w, k, c)), z = unpack(w.qz[gi * w.pc + c]);
+            const __m256 s =
+                !scaled ? _mm256_set1_ps(1.0f)
+                : w.sf  ? _mm256_loadu_ps(w.sf + s0)
+                        : _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.sh + s0)));
             _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_sub_ps(q, z), s));
         }
-    for (; i < n; ++i) out[i] = weight_at(w, k, n0 + i);
+    for (; i < n; ++i) out[i] = weight_at(w, k, n0 + i, scaled);
 }
 
 // ---------------- dispatch ----------------
@@ -171,15 +172,23 @@ void gemv(const AwqWeight& w, const float* x, const float* xg, int64_t p0, int64
     }
 }
 
-void row_to_f32(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out) {
+void row_to_f32(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out, bool scaled) {
     switch (simd::active_isa()) {
         case simd::Isa::Avx512:
-            return row_to_f32_avx512(w, k, n0, n, out);
+            return row_to_f32_avx512(w, k, n0, n, out, scaled);
         case simd::Isa::Avx2:
-            return row_to_f32_avx2(w, k, n0, n, out);
+            return row_to_f32_avx2(w, k, n0, n, out, scaled);
         default:
-            return row_to_f32_portable(w, k, n0, n, out);
+            return row_to_f32_portable(w, k, n0, n, out, scaled);
     }
+}
+
+void group_scales(const AwqWeight& w, int64_t gi, int64_t n0, int64_t n, float* out) {
+    for (int64_t i = 0; i < n; ++i) out[i] = scale_at(w, gi, n0 + i);
+}
+
+bool pack_pairs(const AwqWeight& w, int64_t k0, int64_t kc, int64_t n0, uint32_t* out) {
+    return simd::active_isa() == simd::Isa::Avx512 && pack_pairs_avx512(w, k0, kc, n0, out);
 }
 
 }  // namespace lmscope::awqcpu

@@ -34,13 +34,19 @@ inline const int32_t* column_base(const AwqWeight& w, int64_t c, int64_t& row_st
 /** Packed int32 c of row k (gemm layout). */
 inline const int32_t* packed_at(const AwqWeight& w, int64_t k, int64_t c) { return w.qw + k * w.pc + c; }
 
-/** Wt[k, n] = (q - z) * s, exact in f32. */
-inline float weight_at(const AwqWeight& w, int64_t k, int64_t n) {
-    const int64_t gi = k / w.g;
-    const float s = w.sf ? w.sf[gi * w.out + n] : f16_to_f32(w.sh[gi * w.out + n]);
-    return static_cast<float>(awq_unpack_nibble(w.qw + k * w.pc, n) -
-                              awq_unpack_nibble(w.qz + gi * w.pc, n)) *
-           s;
+/** The scale s[gi, n] as f32. */
+inline float scale_at(const AwqWeight& w, int64_t gi, int64_t n) {
+    return w.sf ? w.sf[gi * w.out + n] : f16_to_f32(w.sh[gi * w.out + n]);
+}
+
+/** q - z of Wt[k, n]: an integer in [-15, 15]. */
+inline float code_at(const AwqWeight& w, int64_t k, int64_t n) {
+    return static_cast<float>(awq_unpack_nibble(w.qw + k * w.pc, n) - awq_unpack_nibble(w.qz + (k / w.g) * w.pc, n));
+}
+
+/** Wt[k, n] = (q - z) * s, exact in f32; without the scale when !scaled. */
+inline float weight_at(const AwqWeight& w, int64_t k, int64_t n, bool scaled = true) {
+    return scaled ? code_at(w, k, n) * scale_at(w, k / w.g, n) : code_at(w, k, n);
 }
 
 /**
@@ -67,15 +73,24 @@ void group_sums(const AwqWeight& w, const float* x, float* xg);
 /** For one token x with group sums xg: y[n] = sum_k x[k] * Wt[k, n] for packed columns [p0, p1) (n = 8 p0
  * ..). */
 void gemv(const AwqWeight& w, const float* x, const float* xg, int64_t p0, int64_t p1, float* y);
-/** out[i] = Wt[k, n0 + i] = (q - z) * s, for i < n. */
-void row_to_f32(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out);
+/** out[i] = Wt[k, n0 + i] = (q - z) * s for i < n; q - z only when !scaled (the bf16 GEMM scales per group). */
+void row_to_f32(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out, bool scaled);
+/** out[i] = s[gi, n0 + i] for i < n. */
+void group_scales(const AwqWeight& w, int64_t gi, int64_t n0, int64_t n, float* out);
+/**
+ * The bf16 GEMM's k-pair panel (GemmArgs::b_pack_pairs) of q - z: out[kp * 32 + j] = bf16(q - z)(k0 + 2 kp,
+ * n0 + j) | bf16(q - z)(k0 + 2 kp + 1, n0 + j) << 16, from the tiled copy at the AVX-512 level; false (nothing
+ * written) without tiles, below AVX-512, or for a panel past out or not aligned to the 8 x 16 tiles.
+ */
+bool pack_pairs(const AwqWeight& w, int64_t k0, int64_t kc, int64_t n0, uint32_t* out);
 
 // per-level implementations (the dispatchers above pick one)
 void gemv_portable(const AwqWeight& w, const float* x, const float* xg, int64_t p0, int64_t p1, float* y);
 void gemv_avx2(const AwqWeight& w, const float* x, const float* xg, int64_t p0, int64_t p1, float* y);
 void gemv_avx512(const AwqWeight& w, const float* x, const float* xg, int64_t p0, int64_t p1, float* y);
-void row_to_f32_portable(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out);
-void row_to_f32_avx2(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out);
-void row_to_f32_avx512(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out);
+void row_to_f32_portable(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out, bool scaled);
+void row_to_f32_avx2(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out, bool scaled);
+void row_to_f32_avx512(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out, bool scaled);
+bool pack_pairs_avx512(const AwqWeight& w, int64_t k0, int64_t kc, int64_t n0, uint32_t* out);
 
 }  // namespace lmscope::awqcpu

@@ -234,7 +234,7 @@ void gemv_avx512(const AwqWeight& w, const float* x, const float* xg, int64_t p0
     for (; c < p1; c += kTile) tiles<1>(w, x, xg, c, {static_cast<int>(std::min<int64_t>(kTile, p1 - c))}, y);
 }
 
-LMS_AVX512 void row_to_f32_avx512(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out) {
+LMS_AVX512 void row_to_f32_avx512(const AwqWeight& w, int64_t k, int64_t n0, int64_t n, float* out, bool scaled) {
     const int64_t gi = k / w.g;
     const int32_t* zrow = w.qz + gi * w.pc;
     int64_t i = 0;
@@ -248,8 +248,9 @@ LMS_AVX512 void row_to_f32_avx512(const AwqWeight& w, int64_t k, int64_t n0, int
             const __mmask16 mw = cnt == 16 ? __mmask16(3) : __mmask16(1);
             auto unpack = [&](const int32_t* p) LMS_AVX512 { return _mm512_maskz_cvtepi32_ps(kAll16, codes16(p, mw)); };
             const int64_t s0 = gi * w.out + n0 + i;
-            const __m512 s = w.sf ? _mm512_maskz_loadu_ps(m, w.sf + s0)
-                                  : _mm512_maskz_cvtph_ps(kAll16, _mm256_maskz_loadu_epi16(m, w.sh + s0));
+            const __m512 s = !scaled ? _mm512_set1_ps(1.0f)
+                             : w.sf  ? _mm512_maskz_loadu_ps(m, w.sf + s0)
+                                     : _mm512_maskz_cvtph_ps(kAll16, _mm256_maskz_loadu_epi16(m, w.sh + s0));
             // the tiled copy when there is one: row k of these 16 columns is nibble k % 8 of one 64-byte block,
             // which the next 7 rows read too (the gemm layout: 8 bytes of a row pc int32s long, 5-8% slower prefill)
             const __m512 q =
@@ -266,7 +267,42 @@ LMS_AVX512 void row_to_f32_avx512(const AwqWeight& w, int64_t k, int64_t n0, int
             i += cnt;
         }
     }
-    for (; i < n; ++i) out[i] = weight_at(w, k, n0 + i);
+    for (; i < n; ++i) out[i] = weight_at(w, k, n0 + i, scaled);
+}
+
+// Tile lane j holds column j's codes of 8 rows (row r at bits 4r): shifted right by 8p, bits 0-3 and 4-7 are
+// rows 2p and 2p + 1, moved to 16-bit halves; + 15 - z makes q - z + 15 in [0, 30], vpermw's index into the
+// bf16 bits of -15 .. 15. Per 16 columns x 2 rows 5 integer ops and a vpermw, where the loader's route to the
+// same panel costs two rows of f32 conversions and the interleave (~10% of the AWQ bf16 prefill GEMM).
+LMS_AVX512 bool pack_pairs_avx512(const AwqWeight& w, int64_t k0, int64_t kc, int64_t n0, uint32_t* out) {
+    if (!w.tiles || n0 % kAwqTileCols != 0 || n0 + 32 > w.out || k0 % kAwqTileRows != 0 || kc % kAwqTileRows != 0 ||
+        w.g % kAwqTileRows != 0)
+        return false;
+    alignas(64) uint16_t bits[32] = {};
+    for (int i = 0; i <= 30; ++i) bits[i] = f32_to_bf16(static_cast<float>(i - 15));
+    const __m512i table = _mm512_load_si512(bits), lo4 = _mm512_set1_epi32(0xf), hi4 = _mm512_set1_epi32(0xf0000);
+    const int64_t blocks = w.in / kAwqTileRows;  // 64-byte blocks per tile column
+    for (int h = 0; h < 2; ++h) {
+        const int64_t n = n0 + 16 * h;
+        const int32_t* tile = w.tiles + (n / kAwqTileCols * blocks + k0 / kAwqTileRows) * kAwqTileCols;
+        int64_t gi = -1;
+        __m512i zz = _mm512_setzero_si512();  // 15 - z in both 16-bit halves
+        for (int64_t k = k0; k < k0 + kc; k += kAwqTileRows, tile += kAwqTileCols) {
+            if (k / w.g != gi) {
+                gi = k / w.g;
+                const __m512i z = _mm512_sub_epi32(_mm512_set1_epi32(15), codes16(w.qz + gi * w.pc + n / 8, 3));
+                zz = _mm512_or_si512(z, _mm512_maskz_slli_epi32(kAll16, z, 16));
+            }
+            const __m512i t = _mm512_loadu_si512(tile);
+            uint32_t* o = out + (k - k0) / 2 * 32 + 16 * h;
+            for (int p = 0; p < 4; ++p) {
+                const __m512i x = _mm512_maskz_srli_epi32(kAll16, t, 8 * p);
+                const __m512i q = _mm512_or_si512(_mm512_and_si512(x, lo4), _mm512_and_si512(_mm512_maskz_slli_epi32(kAll16, x, 12), hi4));
+                _mm512_storeu_si512(o + 32 * p, _mm512_maskz_permutexvar_epi16(~__mmask32(0), _mm512_add_epi32(q, zz), table));
+            }
+        }
+    }
+    return true;
 }
 
 bool gemv_i16_fits(const AwqWeight& w) {

@@ -1,6 +1,7 @@
 // Fast CPU versions of the row-wise ops: the same math as the references, in f32, rows split
 // across the thread pool.
 #include <cmath>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -82,5 +83,22 @@ void softcap_cpu(const float* x, int64_t n, float cap, float* out) {
 }
 
 void to_f16_saturated(const float* x, int64_t n, uint16_t* out) { simd::f32_to_f16_row(x, n, out); }
+
+// vcvtne2ps2bf16's rule (Intel SDM convert_fp32_to_bfloat16), so that the f32 fallback of the bf16 GEMM
+// rounds x to the bits the AVX512-BF16 path computes with; integer ops only, vectorised by the compiler.
+void bf16_round_activations(const float* x, int64_t n, float* out) {
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t u;
+        std::memcpy(&u, x + i, 4);
+        const uint32_t mag = u & 0x7fffffffu;
+        if (mag > 0x7f800000u)
+            u = (u | 0x00400000u) & 0xffff0000u;  // NaN: quiet, sign and top payload kept
+        else if (mag < 0x00800000u)
+            u &= 0x80000000u;  // zero and denormals: signed zero
+        else
+            u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;  // nearest even; past the largest bf16: inf
+        std::memcpy(out + i, &u, 4);
+    }
+}
 
 }  // namespace lmscope

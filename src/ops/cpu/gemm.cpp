@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "ops/cpu/simd.h"
+#include "ops/cpu/transpose32.h"
 
 namespace lmscope {
 
@@ -27,44 +28,12 @@ struct ABlock {
     int64_t rs, cs;
 };
 
-#define LMS_AVX512 __attribute__((target("avx512f,avx512dq")))
-
-LMS_AVX512 inline __m512d pd(__m512 v) { return _mm512_castps_pd(v); }
-
-// bp[kk * 32 + j] = rows[j * ld + kk] for j < 32, kk < kc: 16 x 16 blocks transposed in registers
-// (64 shuffles per block instead of 256 scalar loads and stores). The maskz forms: GCC 12 warns
-// (-Wuninitialized) about the undefined pass-through operand of the unmasked ones.
-LMS_AVX512 void transpose_32(const float* rows, int64_t ld, int64_t kc, float* bp) {
-    constexpr __mmask16 all = 0xffff;
-    int64_t kk = 0;
-    for (; kk + 16 <= kc; kk += 16)
-        for (int half = 0; half < 2; ++half) {
-            __m512 r[16], t[16], u[16];
-            for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(rows + (16 * half + i) * ld + kk);
-            for (int i = 0; i < 8; ++i) {
-                t[2 * i] = _mm512_maskz_unpacklo_ps(all, r[2 * i], r[2 * i + 1]);
-                t[2 * i + 1] = _mm512_maskz_unpackhi_ps(all, r[2 * i], r[2 * i + 1]);
-            }
-            for (int i = 0; i < 4; ++i) {  // u[4 i + q], 128-bit lane L: column 4 L + q of rows 4 i .. 4 i + 3
-                u[4 * i + 0] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xff, pd(t[4 * i]), pd(t[4 * i + 2])));
-                u[4 * i + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xff, pd(t[4 * i]), pd(t[4 * i + 2])));
-                u[4 * i + 2] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xff, pd(t[4 * i + 1]), pd(t[4 * i + 3])));
-                u[4 * i + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xff, pd(t[4 * i + 1]), pd(t[4 * i + 3])));
-            }
-            float* dst = bp + kk * 32 + 16 * half;
-            for (int q = 0; q < 4; ++q) {
-                const __m512 a = _mm512_maskz_shuffle_f32x4(all, u[q], u[4 + q], 0x88);
-                const __m512 b = _mm512_maskz_shuffle_f32x4(all, u[q], u[4 + q], 0xdd);
-                const __m512 c = _mm512_maskz_shuffle_f32x4(all, u[8 + q], u[12 + q], 0x88);
-                const __m512 d = _mm512_maskz_shuffle_f32x4(all, u[8 + q], u[12 + q], 0xdd);
-                _mm512_storeu_ps(dst + (q + 0) * 32, _mm512_maskz_shuffle_f32x4(all, a, c, 0x88));
-                _mm512_storeu_ps(dst + (q + 8) * 32, _mm512_maskz_shuffle_f32x4(all, a, c, 0xdd));
-                _mm512_storeu_ps(dst + (q + 4) * 32, _mm512_maskz_shuffle_f32x4(all, b, d, 0x88));
-                _mm512_storeu_ps(dst + (q + 12) * 32, _mm512_maskz_shuffle_f32x4(all, b, d, 0xdd));
-            }
-        }
-    for (; kk < kc; ++kk)
-        for (int j = 0; j < 32; ++j) bp[kk * 32 + j] = rows[j * ld + kk];
+// out[i] *= the group scale of stored row k, column c0 + i (GemmArgs::b_scale; B stored (k, n)).
+void apply_b_scale(const GemmArgs& g, int64_t k, int64_t c0, int64_t count, float* out) {
+    thread_local std::vector<float> s;
+    s.resize(static_cast<size_t>(count));
+    g.b_scale(g.b_loader_ctx, k / g.b_group, c0, count, s.data());
+    for (int64_t i = 0; i < count; ++i) out[i] *= s[static_cast<size_t>(i)];
 }
 
 // Packs B(k0 .. k0+kc, n0 .. n0+NR) into bp[kk * NR + j], zero-filling columns past N.
@@ -79,6 +48,7 @@ void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t n0, float* bp, st
             g.b_loader(g.b_loader_ctx, r, c0, count, out);
         else
             simd::row_to_f32(b + static_cast<size_t>(r * g.ldb + c0) * es, g.b_dtype, count, out);
+        if (g.b_scale) apply_b_scale(g, r, c0, count, out);
     };
     if (g.b_trans && NR == 32 && simd::active_isa() == simd::Isa::Avx512) {
         // the NR stored rows side by side (zero rows past N), then one register transpose
@@ -227,11 +197,7 @@ void gemm_range(const GemmArgs& g, Kernel kernel, int64_t n_begin, int64_t n_end
                 kernel(A, mr, panel.data(), kc, g.c + m0 * g.ldc + n0, g.ldc, nr, first);
             }
         }
-        if (g.K == 0 && !g.accumulate)
-            for (int64_t m = 0; m < g.M; ++m) std::fill(g.c + m * g.ldc + n0, g.c + m * g.ldc + n0 + nr, 0.0f);
-        if (g.bias && !g.accumulate)
-            for (int64_t m = 0; m < g.M; ++m)
-                for (int64_t j = 0; j < nr; ++j) g.c[m * g.ldc + n0 + j] += g.bias[n0 + j];
+        gemm_panel_epilogue(g, n0, nr);
     }
 }
 
@@ -243,6 +209,7 @@ void gemm_parallel(const GemmArgs& g, Kernel kernel) {
 }  // namespace
 
 void gemm_cpu(const GemmArgs& g) {
+    LMS_CHECK(!g.b_scale || (g.b_loader && !g.b_trans && g.b_group > 0));
     if (g.M <= 0 || g.N <= 0) return;
     switch (simd::active_isa()) {
         case simd::Isa::Avx512: return gemm_parallel<12, 32>(g, kernel_avx512);
@@ -252,12 +219,22 @@ void gemm_cpu(const GemmArgs& g) {
 }
 
 void gemm_cpu_serial(const GemmArgs& g) {
+    LMS_CHECK(!g.b_scale || (g.b_loader && !g.b_trans && g.b_group > 0));
     if (g.M <= 0 || g.N <= 0) return;
     switch (simd::active_isa()) {
         case simd::Isa::Avx512: return gemm_range<12, 32>(g, kernel_avx512, 0, g.N);
         case simd::Isa::Avx2: return gemm_range<6, 16>(g, kernel_avx2, 0, g.N);
         default: return gemm_range<4, 16>(g, kernel_portable, 0, g.N);
     }
+}
+
+void gemm_panel_epilogue(const GemmArgs& g, int64_t n0, int64_t nr) {
+    if (g.accumulate) return;
+    if (g.K == 0)
+        for (int64_t m = 0; m < g.M; ++m) std::fill(g.c + m * g.ldc + n0, g.c + m * g.ldc + n0 + nr, 0.0f);
+    if (g.bias)
+        for (int64_t m = 0; m < g.M; ++m)
+            for (int64_t j = 0; j < nr; ++j) g.c[m * g.ldc + n0 + j] += g.bias[n0 + j];
 }
 
 int64_t gemm_panel_width() { return simd::active_isa() == simd::Isa::Avx512 ? 32 : 16; }
@@ -311,9 +288,10 @@ void gemm_ref(const GemmArgs& g) {
     const auto* b = static_cast<const uint8_t*>(g.b);
     auto b_at = [&](int64_t k, int64_t n) -> double {
         if (g.b_loader) {
-            float v;
+            float v, s = 1.0f;
             g.b_trans ? g.b_loader(g.b_loader_ctx, n, k, 1, &v) : g.b_loader(g.b_loader_ctx, k, n, 1, &v);
-            return v;
+            if (g.b_scale) g.b_scale(g.b_loader_ctx, k / g.b_group, n, 1, &s);
+            return double(v) * s;
         }
         const int64_t bi = g.b_trans ? n * g.ldb + k : k * g.ldb + n;
         return load_as_f64(b, g.b_dtype, static_cast<size_t>(bi));

@@ -28,6 +28,16 @@ struct GemmArgs {
     // b_trans, else k. When set, b / b_dtype are ignored.
     void (*b_loader)(const void* ctx, int64_t row, int64_t col0, int64_t count, float* out) = nullptr;
     const void* b_loader_ctx = nullptr;
+    // Optional per-group scale along K, with a b_loader and b_trans false: B(k, n) = loaded(k, n) *
+    // s(k / b_group, n), where b_scale(ctx, group, col0, count, out) fills out[0..count) with s(group, col0 ..)
+    // (ctx: b_loader_ctx). The f32 kernels multiply it in while packing; the bf16 GEMM keeps the loaded values
+    // (int4 codes minus zero point: small integers, exact in bf16) and scales each group's partial sums.
+    int64_t b_group = 0;
+    void (*b_scale)(const void* ctx, int64_t group, int64_t col0, int64_t count, float* out) = nullptr;
+    // Optional, bf16 GEMM only, beside a b_loader: fills the kernel's panel of B's rows k0 .. k0+kc and 32
+    // columns from n0 directly, out[kp * 32 + j] = bf16 bits of B(k0 + 2 kp, n0 + j) | of B(k0 + 2 kp + 1,
+    // n0 + j) << 16 (unscaled, the b_loader's values), or returns false and the b_loader rows are used.
+    bool (*b_pack_pairs)(const void* ctx, int64_t k0, int64_t kc, int64_t n0, uint32_t* out) = nullptr;
     float* c = nullptr;
     int64_t ldc = 0;
     bool accumulate = false;  // C += A B instead of C = A B
@@ -40,6 +50,22 @@ void gemm_cpu(const GemmArgs& g);
 void gemm_cpu_serial(const GemmArgs& g);
 /** Reference: double accumulators, single thread. */
 void gemm_ref(const GemmArgs& g);
+
+/**
+ * The GEMM on bf16 activations (ops.h, bf16 activation mode): A rounded to bf16 first (nearest even,
+ * bf16_round_activations), B exact in bf16, products exact, f32 sums. Restricted to what the prefill
+ * linears need: A row-major (!a_trans); B either BF16 storage (either order) or a b_loader with b_trans
+ * false whose values are exact in bf16 (the AWQ codes), optionally with b_scale. With AVX512-BF16
+ * (simd::has_avx512_bf16) a vdpbf16ps kernel (gemm_bf16.cpp); elsewhere the f32 kernels on the rounded
+ * A: the same rounding, so the results agree across machines up to f32 summation order. K may be odd (a
+ * zero pad completes the last k-pair); b_group must be even (a k-pair never straddles two groups).
+ */
+void gemm_bf16_cpu(const GemmArgs& g);
+/**
+ * For the GEMMs' loops, once columns n0 .. n0+nr of C are done: without accumulate, zero them when K == 0
+ * (no kernel stored anything) and add the bias.
+ */
+void gemm_panel_epilogue(const GemmArgs& g, int64_t n0, int64_t nr);
 
 // Pre-packed B, for callers that reuse one B many times (attention packs K^T and V once per call).
 /** Width of a B panel at the active ISA (32 AVX-512, 16 otherwise). */

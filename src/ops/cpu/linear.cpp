@@ -1,7 +1,8 @@
 // Fast CPU linear: y (T, out) = x (T, in) W^T + b, W in its stored dtype.
 // Decode (T < 4): one fused convert+dot per row, rows split across threads: W is streamed once.
 // Prefill (T >= 4): the blocked GEMM of gemm.cpp (weights packed and converted per panel, register
-// tiles of 12 tokens x 32 outputs on AVX-512).
+// tiles of 12 tokens x 32 outputs on AVX-512); in bf16 activation mode with BF16 weights, the bf16 GEMM
+// of gemm_bf16.cpp (x rounded to bf16, vdpbf16ps).
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -74,7 +75,7 @@ void linear_cpu(const float* x, int64_t T, const Linear& w, float* y) {
     g.c = y;
     g.ldc = out;
     g.bias = w.bias.defined() ? bias.data() : nullptr;
-    gemm_cpu(g);
+    bf16_activations_apply(T, w.format, dt) ? gemm_bf16_cpu(g) : gemm_cpu(g);
 }
 
 }  // namespace lmscope

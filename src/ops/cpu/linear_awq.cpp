@@ -4,7 +4,8 @@
 // factored out per group). Threads split the output columns, so the packed weights are streamed once.
 // Prefill: the blocked GEMM of gemm.cpp with a loader that dequantises rows of Wt ((q - z) * s, exact
 // in f32) while the weight panels are packed: the int4 decode is amortised over the T tokens and the
-// register-tiled kernel does the FLOPs, as for BF16.
+// register-tiled kernel does the FLOPs, as for BF16. In bf16 activation mode the bf16 GEMM (gemm_bf16.cpp)
+// on the codes minus zero points, exact in bf16, with the group scale applied to each group's f32 sums.
 #include <algorithm>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/linear_decode.h"
 #include "ops/cpu/simd.h"
+#include "ops/ops.h"
 #include "quant/awq.h"
 #include "quant/awq_pack.h"
 
@@ -134,14 +136,29 @@ void linear_awq_cpu(const float* x, int64_t T, const Linear& w, float* y) {
     ga.a = x;
     ga.lda = in;
     ga.b_trans = false;  // B = Wt (in, out): stored row k, columns n
-    ga.b_loader = [](const void* p, int64_t k, int64_t n0, int64_t count, float* dst) {
-        awqcpu::row_to_f32(*static_cast<const awqcpu::AwqWeight*>(p), k, n0, count, dst);
-    };
     ga.b_loader_ctx = &aw;
     ga.c = y;
     ga.ldc = out;
     ga.bias = bp;
-    gemm_cpu(ga);
+    if (!bf16_activations_apply(T, w.format, w.weight.dtype())) {
+        ga.b_loader = [](const void* p, int64_t k, int64_t n0, int64_t count, float* dst) {
+            awqcpu::row_to_f32(*static_cast<const awqcpu::AwqWeight*>(p), k, n0, count, dst, true);
+        };
+        gemm_cpu(ga);
+        return;
+    }
+    // bf16 activations: the loader gives q - z (exact in bf16), the GEMM scales each group's sums
+    ga.b_loader = [](const void* p, int64_t k, int64_t n0, int64_t count, float* dst) {
+        awqcpu::row_to_f32(*static_cast<const awqcpu::AwqWeight*>(p), k, n0, count, dst, false);
+    };
+    ga.b_pack_pairs = [](const void* p, int64_t k0, int64_t kc, int64_t n0, uint32_t* dst) {
+        return awqcpu::pack_pairs(*static_cast<const awqcpu::AwqWeight*>(p), k0, kc, n0, dst);
+    };
+    ga.b_group = aw.g;
+    ga.b_scale = [](const void* p, int64_t gi, int64_t n0, int64_t count, float* dst) {
+        awqcpu::group_scales(*static_cast<const awqcpu::AwqWeight*>(p), gi, n0, count, dst);
+    };
+    gemm_bf16_cpu(ga);
 }
 
 }  // namespace lmscope

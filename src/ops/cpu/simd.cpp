@@ -45,6 +45,16 @@ Isa& current() {
     return isa;
 }
 
+bool hardware_bf16() {
+    static const bool bf16 = hardware_best() == Isa::Avx512 && __builtin_cpu_supports("avx512bf16");
+    return bf16;
+}
+
+bool& bf16_enabled() {
+    static bool on = true;
+    return on;
+}
+
 // ---------------- portable ----------------
 uint16_t f16_saturated(float x) { return f32_to_f16(std::isnan(x) ? x : std::clamp(x, -65504.0f, 65504.0f)); }
 
@@ -269,6 +279,13 @@ bool isa_supported(Isa isa) { return isa <= hardware_best(); }
 void force_isa(Isa isa) {
     LMS_CHECK(isa_supported(isa));
     current() = isa;
+}
+
+bool has_avx512_bf16() { return current() == Isa::Avx512 && hardware_bf16() && bf16_enabled(); }
+bool avx512_bf16_supported() { return hardware_bf16(); }
+void force_avx512_bf16(bool on) {
+    LMS_CHECK(!on || hardware_bf16());
+    bf16_enabled() = on;
 }
 
 float dot_f32(const float* a, const float* b, int64_t n) {

@@ -15,6 +15,15 @@ const char* isa_name(Isa isa);
 bool isa_supported(Isa isa);
 /** For tests: force an ISA (must be supported). */
 void force_isa(Isa isa);
+/**
+ * Whether the vdpbf16ps kernels run (gemm_bf16.cpp): the active level is AVX-512 (so LMSCOPE_ISA below
+ * avx512 turns them off) and the CPU has AVX512-BF16, unless a test turned them off.
+ */
+bool has_avx512_bf16();
+/** Whether the CPU has AVX512-BF16 (and the AVX-512 level), whatever the active level. */
+bool avx512_bf16_supported();
+/** For tests: the AVX-512 level without (false) or with (true; the CPU must have it) the AVX512-BF16 kernels. */
+void force_avx512_bf16(bool on);
 
 float dot_f32(const float* a, const float* b, int64_t n);
 /** y += a * x, x a stored row (F32/F16/BF16) converted in registers. */
