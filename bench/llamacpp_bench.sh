@@ -14,6 +14,8 @@
 # llama.cpp: the GGUF's tensor bytes, its tied embedding being the head).
 # Env: WORK (/tmp/lmscope-llamacpp), CKPT (/tmp/lmscope-bench), REPEAT (3), THREADS ("1 2"),
 #      NODE_LLAMA_CPP (3.22.1: the npm version whose bundle is built), PAIRS (see below).
+# A pair's lmscope side may end in "+bf16act": `lmscope bench --bf16-activations` (bf16-rounded
+# activations in the prefill GEMMs, as llama.cpp's BF16 and Q4_0 paths use bf16 / int8 activations).
 set -euo pipefail
 build=${1:-build}
 bin=$build/lmscope
@@ -23,7 +25,7 @@ repeat=${REPEAT:-3}
 threads=${THREADS:-1 2}
 nlc=${NODE_LLAMA_CPP:-3.22.1}
 # lmscope format : llama.cpp type
-pairs=${PAIRS:-bf16:bf16 bf16:f16 fp8h:q8_0 int4h:q4_0 int4h:q4_k_m}
+pairs=${PAIRS:-bf16:bf16 bf16+bf16act:bf16 bf16:f16 fp8h:q8_0 int4h:q4_0 int4h+bf16act:q4_0 int4h:q4_k_m}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$work"
 
@@ -60,12 +62,14 @@ echo
 echo "| lmscope | llama.cpp | threads | bytes/token (lmscope / llama.cpp) | prefill 512: lmscope | llama.cpp | ratio | decode 128 @512: lmscope | llama.cpp | ratio | llama.cpp decode @0 |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for pair in $pairs; do
-  ours=${pair%%:*} theirs=${pair##*:}
+  ours=${pair%%:*} theirs=${pair##*:} flags=()
+  if [[ $ours == *+bf16act ]]; then ours=${ours%+bf16act} flags=(--bf16-activations); fi
+  label=${pair%%:*}
   for t in $threads; do
     lj=$("$lc/build/bin/llama-bench" -m "$work/$theirs.gguf" -t "$t" -p 512 -n 0 -r "$repeat" -o json 2>/dev/null)
     lg=$("$lc/build/bin/llama-bench" -m "$work/$theirs.gguf" -t "$t" -p 0 -n 128 -d 512,0 -r "$repeat" -o json 2>/dev/null)
-    mj=$("$bin" bench --model "$ckpt/$ours" --prompt-len 512 --gen-len 128 --threads "$t" --repeat "$repeat" --json)
-    BENCH_DIR=$here $py - "$ours" "$theirs" "$t" "$ckpt/$ours" "$work/$theirs.gguf" "$lj" "$lg" "$mj" <<'PY'
+    mj=$("$bin" bench --model "$ckpt/$ours" --prompt-len 512 --gen-len 128 --threads "$t" --repeat "$repeat" --json "${flags[@]}")
+    BENCH_DIR=$here $py - "$label" "$theirs" "$t" "$ckpt/$ours" "$work/$theirs.gguf" "$lj" "$lg" "$mj" <<'PY'
 import json, os, statistics, sys
 sys.path.insert(0, os.environ["BENCH_DIR"])
 from weight_bytes import decode_weight_bytes
