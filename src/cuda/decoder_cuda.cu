@@ -13,7 +13,9 @@
 // A decode step (positions read on the device, argmax feeding the next step's ids, positions advanced
 // on the device) is captured once as a CUDA graph per batch size and replayed.
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -62,6 +64,32 @@ bool pdl_choice() {
     return v == "1";
 }
 
+// LMSCOPE_CUDA_KNOCKOUT=attn,qkv,o,gate_up,down: a measuring aid, not a mode. The decode steps leave
+// those kernels out, so their outputs are meaningless; what a step then costs against the full step is
+// what the left-out kernels cost inside it, kernel boundaries included (bench/cuda_notes.md, sixth
+// session: 0.6B's decode attention was 10 us a layer that way). Prefill and traced passes are untouched.
+enum Knockout : unsigned { kKoAttn = 1, kKoQkv = 2, kKoO = 4, kKoGateUp = 8, kKoDown = 16 };
+unsigned knockout_choice() {
+    const char* e = std::getenv("LMSCOPE_CUDA_KNOCKOUT");
+    if (!e || !*e) return 0;
+    unsigned mask = 0;
+    const std::string list(e);
+    for (size_t i = 0; i <= list.size();) {
+        const size_t j = std::min(list.find(',', i), list.size());
+        const std::string k = list.substr(i, j - i);
+        if (k == "attn") mask |= kKoAttn;
+        else if (k == "qkv") mask |= kKoQkv;
+        else if (k == "o") mask |= kKoO;
+        else if (k == "gate_up") mask |= kKoGateUp;
+        else if (k == "down") mask |= kKoDown;
+        else fail_rt("LMSCOPE_CUDA_KNOCKOUT={}: '{}' is not one of attn, qkv, o, gate_up, down", list, k);
+        i = j + 1;
+    }
+    std::fprintf(stderr, "warning: LMSCOPE_CUDA_KNOCKOUT=%s: decode steps leave those kernels out; timing only, the "
+                         "generated tokens are meaningless\n", e);
+    return mask;
+}
+
 struct Layer {
     const float *in_norm = nullptr, *post_norm = nullptr, *q_norm = nullptr, *k_norm = nullptr;
     const float* qkv_bias = nullptr;
@@ -106,6 +134,7 @@ struct CudaDecoder::Impl {
     std::vector<const DeviceLinear*> gemv_order;  // qkv, o, gate_up, down of each layer, then lm_head
     int64_t l2_budget = 0;                        // bytes ahead of the running GEMV; 0: off
     bool pdl = true;
+    unsigned knockout = 0;  // Knockout bits (decode steps only)
     size_t gemv_next = 0, l2_next = 0;            // GEMV about to be enqueued; first linear not yet asked for
     DeviceTrace tr;       // set during a traced prefill
     DeviceBuffer tr_buf;  // trace-only outputs (never read by the forward)
@@ -262,6 +291,7 @@ struct CudaDecoder::Impl {
         const float eps = static_cast<float>(cfg.rms_norm_eps), scale = 1.0f / std::sqrt(static_cast<float>(D));
         const bool gemm = gemm_ok && R > kGemvMaxRows;
         const bool traced = tr.obs != nullptr;
+        const unsigned ko = prefill_seq < 0 && !traced ? knockout : 0u;
         cudaStream_t st = stream;
         void* deq = dequant.get();
         float* xp = x.get<float>();
@@ -275,7 +305,7 @@ struct CudaDecoder::Impl {
             if (gemm) {
                 rms_norm_cuda(xp, R, H, L.in_norm, eps, xb.get(), act16, st);
                 linear_gemm_cuda(blas, xb.get(), R, L.qkv, qkv.get(), DType::F32, false, st, deq);
-            } else {
+            } else if (!(ko & kKoQkv)) {
                 linear_gemv_cuda(xp, R, L.qkv, gemv_in({GemvInput::RmsNorm, L.in_norm, eps, 0, 0, {}}), qkv.get<float>(),
                                  QKV, false, st);
             }
@@ -288,7 +318,9 @@ struct CudaDecoder::Impl {
             // decode rows (one new position per sequence): q/k norm, RoPE and the cache write inside
             // the attention kernel; a prefill's rows read each other's keys, so they go through the cache first
             const bool fused = prefill_seq < 0 && !traced;
-            if (fused) {
+            if (fused && (ko & kKoAttn)) {
+                // left out (LMSCOPE_CUDA_KNOCKOUT)
+            } else if (fused) {
                 attention_decode_fused_cuda(qkv.get<float>(), L.qkv_bias, R, Hq, Hkv, D, L.q_norm, L.k_norm, eps,
                                             inv_freq.get<float>(), scale, kvl, rows, max_len, attn_work.get<float>(),
                                             attn_counters.get<unsigned>(), att.get(), att_dt, st, pdl);
@@ -328,10 +360,11 @@ struct CudaDecoder::Impl {
                 }
                 linear_gemm_cuda(blas, act.get(), R, L.down, xp, DType::F32, true, st, deq);
             } else {
-                linear_gemv_cuda(att.get<float>(), R, L.o, gemv_in({}), xp, H, true, st);
+                if (!(ko & kKoO)) linear_gemv_cuda(att.get<float>(), R, L.o, gemv_in({}), xp, H, true, st);
                 if (traced) tr.show(lname(l, "attn_residual"), xp, DType::F32, R, H, H, {R, H});
                 if (traced) trace_norm(lname(l, "post_attention_layernorm"), xp, R, L.post_norm);
-                linear_gemv_cuda(xp, R, L.gate_up, gemv_in({GemvInput::RmsNorm, L.post_norm, eps, 0, 0, {}}),
+                if (!(ko & kKoGateUp))
+                    linear_gemv_cuda(xp, R, L.gate_up, gemv_in({GemvInput::RmsNorm, L.post_norm, eps, 0, 0, {}}),
                                  gu.get<float>(), 2 * I, false, st);
                 const GemvIn swiglu{GemvInput::SiluMul, nullptr, eps, 2 * I, I, {}};
                 if (traced) {
@@ -343,7 +376,7 @@ struct CudaDecoder::Impl {
                     }
                     trace_linear(lname(l, "mlp.down_proj"), false, gu.get(), R, L.down, swiglu);
                 }
-                linear_gemv_cuda(gu.get<float>(), R, L.down, gemv_in(swiglu), xp, H, true, st);
+                if (!(ko & kKoDown)) linear_gemv_cuda(gu.get<float>(), R, L.down, gemv_in(swiglu), xp, H, true, st);
             }
             if (traced) tr.show("model.layers." + std::to_string(l), xp, DType::F32, R, H, H, {R, H});
         }
@@ -469,6 +502,7 @@ CudaDecoder::CudaDecoder(const DecoderModel& host, CudaOptions opt) : impl_(std:
     m.gemv_order.push_back(&m.lm_head);
     m.l2_budget = l2_prefetch_budget();
     m.pdl = pdl_choice();
+    m.knockout = knockout_choice();
     const std::vector<float> inv = rope_inv_freq(cfg.rope, cfg.head_dim);
     m.inv_freq.resize(inv.size() * sizeof(float));
     m.inv_freq.upload(inv.data(), inv.size() * sizeof(float));

@@ -19,6 +19,7 @@ TEST(CudaModel, GoldenLogits) { GTEST_SKIP() << "built without CUDA"; }
 
 #include <cstring>
 #include <filesystem>
+#include <utility>
 
 #include "io/safetensors.h"
 #include "model/decoder.h"
@@ -154,6 +155,43 @@ TEST(CudaPdl, SameLogitsOnAndOffAndBadValue) {
         EXPECT_NE(std::string(e.what()).find("LMSCOPE_CUDA_PDL=2: expected 0 or 1"), std::string::npos) << e.what();
     }
     unsetenv("LMSCOPE_CUDA_PDL");
+}
+
+// LMSCOPE_CUDA_KNOCKOUT (a timing aid) leaves kernels out of decode steps only: the prefill logits stay
+// bit for bit, the decode logits change (so the switch is live), and an unknown name is a one-line error.
+TEST(CudaKnockout, DecodeOnlyAndBadValue) {
+    if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+    const std::string dir = golden_dir("qwen3_gqa_bf16");
+    DecoderModel host = DecoderModel::load(dir);
+    SafetensorsFile g = SafetensorsFile::open(dir + "/golden.safetensors");
+    const std::vector<int32_t> ids = golden_ids(g);
+    const int64_t V = host.config().vocab_size, P = 4;
+    // (prefill logits of P tokens, then the logits of one decode step)
+    const auto run = [&](const char* ko) {
+        if (ko) setenv("LMSCOPE_CUDA_KNOCKOUT", ko, 1);
+        else unsetenv("LMSCOPE_CUDA_KNOCKOUT");
+        cuda::CudaDecoder dev(host, {false, true});
+        dev.reset(1, P + 1);
+        std::vector<float> pre(static_cast<size_t>(P * V)), step(static_cast<size_t>(V));
+        dev.prefill(0, ids.data(), P, pre.data(), true);
+        dev.decode(ids.data() + P, step.data());
+        return std::make_pair(pre, step);
+    };
+    const auto full = run(nullptr), ko = run("attn,o");
+    unsetenv("LMSCOPE_CUDA_KNOCKOUT");
+    EXPECT_EQ(std::memcmp(full.first.data(), ko.first.data(), full.first.size() * sizeof(float)), 0)
+        << "the knockout reached the prefill";
+    EXPECT_NE(std::memcmp(full.second.data(), ko.second.data(), full.second.size() * sizeof(float)), 0)
+        << "the knockout left the decode step as it was";
+    setenv("LMSCOPE_CUDA_KNOCKOUT", "attn,mlp", 1);
+    try {
+        cuda::CudaDecoder dev(host, {false, true});
+        ADD_FAILURE() << "LMSCOPE_CUDA_KNOCKOUT=attn,mlp accepted";
+    } catch (const std::exception& e) {
+        EXPECT_NE(std::string(e.what()).find("'mlp' is not one of attn, qkv, o, gate_up, down"), std::string::npos)
+            << e.what();
+    }
+    unsetenv("LMSCOPE_CUDA_KNOCKOUT");
 }
 
 namespace {
