@@ -12,7 +12,8 @@
 # and "of floor with KV" = decode tok/s / (bandwidth / (weights + KV bytes)).
 #   bench/cpu_bench.sh [build-dir] > table.md
 # Env: REPEAT (default 5), PROMPT (512), GEN (128), THREADS ("1 2"), WORK (/tmp/lmscope-bench),
-#      FORMATS ("bf16 fp8 fp8h int4 int4h"), PREPARE_ONLY=1 (make the checkpoints, nothing else).
+#      FORMATS ("bf16 bf16+bf16act fp8 fp8h int4 int4h int4h+bf16act"; "+bf16act": the same checkpoint with
+#      `--bf16-activations`, the opt-in bf16 prefill GEMM), PREPARE_ONLY=1 (make the checkpoints, nothing else).
 set -euo pipefail
 build=${1:-build}
 bin=$build/lmscope
@@ -21,7 +22,7 @@ prompt=${PROMPT:-512}
 gen=${GEN:-128}
 threads=${THREADS:-1 2}
 work=${WORK:-/tmp/lmscope-bench}
-formats=${FORMATS:-bf16 fp8 fp8h int4 int4h}
+formats=${FORMATS:-bf16 bf16+bf16act fp8 fp8h int4 int4h int4h+bf16act}
 mkdir -p "$work"
 
 [[ -f $work/bf16/config.json ]] || "$bin" init --preset qwen3-0.6b --seed 1 "$work/bf16" >&2
@@ -52,9 +53,11 @@ echo
 echo "| format | threads | bytes/token | prefill tok/s | decode tok/s | decode GB/s | floor tok/s | of floor | +KV bytes | of floor with KV |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for fmt in $formats; do
+  ckpt=${fmt%+bf16act} flags=()
+  [[ $fmt == *+bf16act ]] && flags=(--bf16-activations)
   for t in $threads; do
-    j=$("$bin" bench --model "$work/$fmt" --prompt-len "$prompt" --gen-len "$gen" --threads "$t" --repeat "$repeat" --json)
-    BENCH_DIR=$(dirname "$0") python3 - "$j" "$fmt" "$work/$fmt" "$work/machine.json" "$prompt" "$gen" <<'PY'
+    j=$("$bin" bench --model "$work/$ckpt" --prompt-len "$prompt" --gen-len "$gen" --threads "$t" --repeat "$repeat" --json "${flags[@]}")
+    BENCH_DIR=$(dirname "$0") python3 - "$j" "$fmt" "$work/$ckpt" "$work/machine.json" "$prompt" "$gen" <<'PY'
 import json, os, sys
 sys.path.insert(0, os.environ["BENCH_DIR"])
 from weight_bytes import decode_weight_bytes
