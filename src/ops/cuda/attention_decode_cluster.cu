@@ -108,11 +108,11 @@ __global__ void __launch_bounds__(kThreads)
     const ClusterSmem L(D, G, sizeof(KT));
     float* sM = reinterpret_cast<float*>(dsm + L.m);  // [kWarps][G]
     float* sL = reinterpret_cast<float*>(dsm + L.l);  // [kWarps][G]
-    float* sO = reinterpret_cast<float*>(dsm + L.o);  // [kWarps][G][D]; block totals in [0][G][D]
+    float* sO = reinterpret_cast<float*>(dsm + L.o);  // [kWarps][G][D]
     float* sQ = reinterpret_cast<float*>(dsm + L.q);  // [G][D], times scale * log2(e)
     float* sCs = reinterpret_cast<float*>(dsm + L.cs);
     float* sHead = reinterpret_cast<float*>(dsm + L.head);
-    float* sX = reinterpret_cast<float*>(dsm + L.x);
+    float* sX = reinterpret_cast<float*>(dsm + L.x);  // [splits][2 G + slice]: every block's totals for this block's outputs
     KT* sNewK = reinterpret_cast<KT*>(dsm + L.newkv);
     KT* sNewV = sNewK + D;
 
