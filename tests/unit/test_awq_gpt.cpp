@@ -199,6 +199,14 @@ TEST(AwqGpt, BadInputsGetOneLineErrors) {
     EXPECT_NE(head.exit_code, 0);
     EXPECT_NE(head.output.find("--quantize-lm-head: a GPT checkpoint keeps its lm_head in f32"), std::string::npos) << head.output;
     EXPECT_FALSE(fs::exists(q));
+    // the decoder's precision flags do not apply to a GPT checkpoint
+    for (const char* flag : {"--fp8-activations", "--bf16-activations"}) {
+        auto f = testing::run_cli("run --model " + in + " --ids 1,2 --max-new-tokens 1 " + flag);
+        EXPECT_EQ(f.exit_code, 2) << flag;
+        EXPECT_NE(f.output.find("a GPT checkpoint runs on the CPU only, without --chat, --fp8-activations or --bf16-activations"),
+                  std::string::npos)
+            << f.output;
+    }
     // a prompt longer than sequence_len (32)
     std::string ids = "1";
     for (int i = 0; i < 40; ++i) ids += ",2";
