@@ -136,6 +136,33 @@ inline int sm_count() {
 }
 
 /**
+ * The cudaLaunchKernelEx configuration of a launch: programmatic dependent launch when `pdl` (see
+ * launch_kernel), a thread-block cluster of cluster_z blocks along z when cluster_z > 1. cfg points into
+ * the object, so it is neither copied nor moved.
+ */
+struct LaunchConfig {
+    cudaLaunchConfig_t cfg{};
+    cudaLaunchAttribute attr[2]{};
+    LaunchConfig(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl, unsigned cluster_z = 1) {
+        cfg.gridDim = grid;
+        cfg.blockDim = block;
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = stream;
+        cfg.attrs = attr;
+        if (pdl) {
+            attr[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+            attr[cfg.numAttrs++].val.programmaticStreamSerializationAllowed = 1;
+        }
+        if (cluster_z > 1) {
+            attr[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
+            attr[cfg.numAttrs++].val.clusterDim = {1, 1, cluster_z};
+        }
+    }
+    LaunchConfig(const LaunchConfig&) = delete;
+    LaunchConfig& operator=(const LaunchConfig&) = delete;
+};
+
+/**
  * kernel<<<grid, block, smem, stream>>>(args...), as a programmatic dependent launch when `pdl`: the
  * kernel may then start while the one before it runs, so before its `griddepcontrol.wait` (which
  * returns once the previous grid has completed and its writes are visible) it may only read memory
@@ -143,17 +170,8 @@ inline int sm_count() {
  */
 template <typename... P, typename... A>
 void launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl, A&&... args) {
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...));
+    const LaunchConfig lc(grid, block, smem, stream, pdl);
+    CUDA_CHECK(cudaLaunchKernelEx(&lc.cfg, kernel, std::forward<A>(args)...));
 }
 
 inline unsigned ceil_div(int64_t a, int64_t b) { return static_cast<unsigned>((a + b - 1) / b); }

@@ -312,38 +312,21 @@ void launch_cluster(const float* q, const DecodeQkv& fq, int64_t R, int64_t Hq, 
         return kMaxCluster;
     }();
     int nsplit = cluster_splits(R, Hkv, max_len, max_cluster);
-    cudaLaunchConfig_t cfg{};
-    cudaLaunchAttribute attr[2];
-    for (;; nsplit /= 2) {
-        cfg.gridDim = dim3(static_cast<unsigned>(Hkv), static_cast<unsigned>(R), static_cast<unsigned>(nsplit));
-        cfg.blockDim = dim3(kThreads);
-        cfg.dynamicSmemBytes = L.bytes;
-        cfg.stream = stream;
-        int na = 0;
-        attr[na].id = cudaLaunchAttributeClusterDimension;
-        attr[na].val.clusterDim.x = 1;
-        attr[na].val.clusterDim.y = 1;
-        attr[na].val.clusterDim.z = static_cast<unsigned>(nsplit);
-        ++na;
-        if (pdl) {
-            attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-            attr[na].val.programmaticStreamSerializationAllowed = 1;
-            ++na;
-        }
-        cfg.attrs = attr;
-        cfg.numAttrs = na;
-        if (nsplit == 1) break;
-        // a cluster size the device cannot place (checked once per size): halve it
-        static int fits[kMaxCluster + 1] = {};
+    const auto grid = [&](int n) { return dim3(static_cast<unsigned>(Hkv), static_cast<unsigned>(R), static_cast<unsigned>(n)); };
+    // a cluster size the device cannot place (asked once per size: 1 placeable, -1 not): halve it
+    static int fits[kMaxCluster + 1] = {};
+    for (; nsplit > 1; nsplit /= 2) {
         if (fits[nsplit] == 0) {
+            const LaunchConfig lc(grid(nsplit), dim3(kThreads), L.bytes, stream, pdl, static_cast<unsigned>(nsplit));
             int clusters = 0;
-            const bool ok = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) == cudaSuccess && clusters > 0;
+            const bool ok = cudaOccupancyMaxActiveClusters(&clusters, kernel, &lc.cfg) == cudaSuccess && clusters > 0;
             (void)cudaGetLastError();
             fits[nsplit] = ok ? 1 : -1;
         }
         if (fits[nsplit] > 0) break;
     }
-    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, q, fq, static_cast<int>(Hq), static_cast<int>(Hkv), scale,
+    const LaunchConfig lc(grid(nsplit), dim3(kThreads), L.bytes, stream, pdl, static_cast<unsigned>(nsplit));
+    CUDA_CHECK(cudaLaunchKernelEx(&lc.cfg, kernel, q, fq, static_cast<int>(Hq), static_cast<int>(Hkv), scale,
                                   static_cast<KT*>(kv.k), static_cast<KT*>(kv.v), kv.capacity, rows, nsplit,
                                   static_cast<OutT*>(out)));
     CUDA_CHECK_LAUNCH();
