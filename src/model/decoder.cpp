@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "model/rope_table.h"
+#include "ops/cpu/decode_step.h"
 #include "ops/ops.h"
 #include "trace/attention_probe.h"
 
@@ -96,45 +97,65 @@ void DecoderModel::forward(const int32_t* ids, int64_t T, KVCache& cache, float*
     show(obs, [] { return std::string("model.embed_tokens"); }, x, {T, H});
     rope_cos_sin(inv_freq_, pos0, T, cos_.data(), sin_.data());
 
+    // Decoding on the fast CPU ops without an observer: the work after q/k/v and after gate/up runs inside
+    // their thread-pool round trips (ops/cpu/decode_step.h); the observer sees every tensor of the plain path.
+    const bool fused = T < 4 && !obs && !reference_mode();
     for (int64_t l = 0; l < cfg_.num_layers; ++l) {
         const LayerWeights& L = w_.layers[static_cast<size_t>(l)];
         auto nm = [l](const char* what) { return [l, what] { return fmt::format("model.layers.{}.{}", l, what); }; };
 
         rms_norm(x, T, H, L.input_norm, eps, h);  // (T, H)
         show(obs, nm("input_layernorm"), h, {T, H});
-        {  // q (T, Hq*D), k and v (T, Hkv*D): one thread-pool round trip when decoding
-            const Linear* ws[3] = {&L.q, &L.k, &L.v};
-            float* ys[3] = {q, k, v};
-            linear_shared_input(h, T, ws, ys, 3);
+        const bool f32_cache = cache.dtype == DType::F32;
+        if (fused) {  // q/k/v, q/k-norm, RoPE and the cache store in one round trip (decode_step.h)
+            QkvAfter a;
+            a.T = T, a.Hq = Hq, a.Hkv = Hkv, a.D = D, a.eps = eps;
+            a.q_norm = cfg_.qk_norm ? &L.q_norm : nullptr;
+            a.k_norm = cfg_.qk_norm ? &L.k_norm : nullptr;
+            a.cos = cos_.data(), a.sin = sin_.data(), a.q = q, a.k = k, a.v = v, a.cache_dtype = cache.dtype;
+            const size_t li = static_cast<size_t>(l);
+            a.k_cache = f32_cache ? static_cast<void*>(cache.k[li].data() + pos0 * KVD) : cache.k16[li].data() + pos0 * KVD;
+            a.v_cache = f32_cache ? static_cast<void*>(cache.v[li].data() + pos0 * KVD) : cache.v16[li].data() + pos0 * KVD;
+            qkv_rope_store_cpu(h, L.q, L.k, L.v, a);
+        } else {
+            {  // q (T, Hq*D), k and v (T, Hkv*D): one thread-pool round trip when decoding
+                const Linear* ws[3] = {&L.q, &L.k, &L.v};
+                float* ys[3] = {q, k, v};
+                linear_shared_input(h, T, ws, ys, 3);
+            }
+            show(obs, nm("self_attn.q_proj"), q, {T, QD});
+            show(obs, nm("self_attn.k_proj"), k, {T, KVD});
+            show(obs, nm("self_attn.v_proj"), v, {T, KVD});
+            if (cfg_.qk_norm) {  // Qwen3: per-head RMSNorm over head_dim, before RoPE
+                rms_norm(q, T * Hq, D, L.q_norm, eps, q);
+                rms_norm(k, T * Hkv, D, L.k_norm, eps, k);
+                show(obs, nm("self_attn.q_norm"), q, {T, Hq, D});
+                show(obs, nm("self_attn.k_norm"), k, {T, Hkv, D});
+            }
+            rope(q, T, Hq, D, cos_.data(), sin_.data());
+            rope(k, T, Hkv, D, cos_.data(), sin_.data());
+            show(obs, nm("self_attn.q_rope"), q, {T, Hq, D});
+            show(obs, nm("self_attn.k_rope"), k, {T, Hkv, D});
         }
-        show(obs, nm("self_attn.q_proj"), q, {T, QD});
-        show(obs, nm("self_attn.k_proj"), k, {T, KVD});
-        show(obs, nm("self_attn.v_proj"), v, {T, KVD});
-        if (cfg_.qk_norm) {  // Qwen3: per-head RMSNorm over head_dim, before RoPE
-            rms_norm(q, T * Hq, D, L.q_norm, eps, q);
-            rms_norm(k, T * Hkv, D, L.k_norm, eps, k);
-            show(obs, nm("self_attn.q_norm"), q, {T, Hq, D});
-            show(obs, nm("self_attn.k_norm"), k, {T, Hkv, D});
-        }
-        rope(q, T, Hq, D, cos_.data(), sin_.data());
-        rope(k, T, Hkv, D, cos_.data(), sin_.data());
-        show(obs, nm("self_attn.q_rope"), q, {T, Hq, D});
-        show(obs, nm("self_attn.k_rope"), k, {T, Hkv, D});
 
         const AttentionShape as{T, pos0, Hq, Hkv, D, 1.0f / std::sqrt(static_cast<float>(D))};
         const float* keys = nullptr;  // the cache's keys as f32, for the attention probe
-        if (cache.dtype == DType::F32) {
+        if (f32_cache) {
             float* kc = cache.k[static_cast<size_t>(l)].data();
             float* vc = cache.v[static_cast<size_t>(l)].data();
-            std::memcpy(kc + pos0 * KVD, k, sizeof(float) * static_cast<size_t>(T * KVD));
-            std::memcpy(vc + pos0 * KVD, v, sizeof(float) * static_cast<size_t>(T * KVD));
+            if (!fused) {
+                std::memcpy(kc + pos0 * KVD, k, sizeof(float) * static_cast<size_t>(T * KVD));
+                std::memcpy(vc + pos0 * KVD, v, sizeof(float) * static_cast<size_t>(T * KVD));
+            }
             attention(q, kc, vc, as, att);  // (T, Hq*D)
             keys = kc;
         } else {
             uint16_t* kc = cache.k16[static_cast<size_t>(l)].data();
             uint16_t* vc = cache.v16[static_cast<size_t>(l)].data();
-            to_f16_saturated(k, T * KVD, kc + pos0 * KVD);
-            to_f16_saturated(v, T * KVD, vc + pos0 * KVD);
+            if (!fused) {
+                to_f16_saturated(k, T * KVD, kc + pos0 * KVD);
+                to_f16_saturated(v, T * KVD, vc + pos0 * KVD);
+            }
             attention(q, kc, vc, as, att);  // (T, Hq*D)
             if (obs) {
                 kf_.resize(static_cast<size_t>((pos0 + T) * KVD));
@@ -152,15 +173,19 @@ void DecoderModel::forward(const int32_t* ids, int64_t T, KVCache& cache, float*
 
         rms_norm(x, T, H, L.post_norm, eps, h);
         show(obs, nm("post_attention_layernorm"), h, {T, H});
-        {  // gate, up (T, I)
-            const Linear* ws[2] = {&L.gate, &L.up};
-            float* ys[2] = {gate_.data(), up_.data()};
-            linear_shared_input(h, T, ws, ys, 2);
+        if (fused) {  // gate, up and SwiGLU in one round trip (decode_step.h)
+            gate_up_silu_cpu(h, T, L.gate, L.up, gate_.data(), up_.data());
+        } else {
+            {  // gate, up (T, I)
+                const Linear* ws[2] = {&L.gate, &L.up};
+                float* ys[2] = {gate_.data(), up_.data()};
+                linear_shared_input(h, T, ws, ys, 2);
+            }
+            show(obs, nm("mlp.gate_proj"), gate_.data(), {T, I});
+            show(obs, nm("mlp.up_proj"), up_.data(), {T, I});
+            silu_mul(gate_.data(), up_.data(), T * I, gate_.data());
+            show(obs, nm("mlp.act"), gate_.data(), {T, I});
         }
-        show(obs, nm("mlp.gate_proj"), gate_.data(), {T, I});
-        show(obs, nm("mlp.up_proj"), up_.data(), {T, I});
-        silu_mul(gate_.data(), up_.data(), T * I, gate_.data());
-        show(obs, nm("mlp.act"), gate_.data(), {T, I});
         linear(gate_.data(), T, L.down, h);  // (T, H)
         show(obs, nm("mlp.down_proj"), h, {T, H});
         for (int64_t i = 0; i < T * H; ++i) x[i] += h[i];

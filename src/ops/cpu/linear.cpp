@@ -43,7 +43,7 @@ void dense_rows(const void* state, int64_t r0, int64_t r1) {
 decode::Job decode::dense_job(const float* x, int64_t T, const Linear& w, float* y, int slot) {
     thread_local DenseDecode states[kMaxJobs];
     states[slot] = {x, &w, y, T};
-    return {w.out(), 16, &states[slot], dense_rows};
+    return {w.out(), 16, 1, &states[slot], dense_rows};
 }
 
 void linear_cpu(const float* x, int64_t T, const Linear& w, float* y) {

@@ -84,7 +84,7 @@ void awq_units(const void* state, int64_t a0, int64_t a1) {
 
 }  // namespace
 
-decode::Job decode::awq_job(const float* x, int64_t T, const Linear& w, float* y, int slot) {
+decode::Job decode::awq_job(const float* x, int64_t T, const Linear& w, float* y, int slot, const Job* same_x) {
     thread_local AwqDecode states[kMaxJobs];
     AwqDecode& d = states[slot];
     d.aw = awq_weight(w);
@@ -93,9 +93,13 @@ decode::Job decode::awq_job(const float* x, int64_t T, const Linear& w, float* y
     d.y = y;
     d.T = T;
     d.b = bias_f32(w, d.bias);
-    // x of each token to int16 per group (awq_rows.h) for the integer GEMV; a non-finite x takes the f32 one
+    // x of each token to int16 per group (awq_rows.h) for the integer GEMV; a non-finite x takes the f32 one.
+    // The previous job's quantised x (same x, width and groups) serves this one too.
     d.i16 = awqcpu::gemv_i16_fits(d.aw);
-    if (d.i16) {
+    const auto* prev = same_x && same_x->run == awq_units ? static_cast<const AwqDecode*>(same_x->state) : nullptr;
+    if (d.i16 && prev && prev->i16 && prev->T == T && prev->aw.in == in && prev->aw.g == d.aw.g) {
+        for (int64_t t = 0; t < T; ++t) d.xt[t] = prev->xt[t];
+    } else if (d.i16) {
         d.xp.resize(static_cast<size_t>(T * in / 2));
         d.xs.resize(static_cast<size_t>(T * ng));
         d.dx.resize(static_cast<size_t>(T * ng));
@@ -109,13 +113,13 @@ decode::Job decode::awq_job(const float* x, int64_t T, const Linear& w, float* y
         const int64_t nt = (d.aw.out + kAwqTileCols - 1) / kAwqTileCols;
         d.cols = kAwqTileCols;
         d.chunk = T == 1 ? nt : 16;
-        return {nt, 4, &d, awq_units};
+        return {nt, 4, kAwqTileCols, &d, awq_units};
     }
     d.xg.resize(static_cast<size_t>(T * ng));
     for (int64_t t = 0; t < T; ++t) awqcpu::group_sums(d.aw, x + t * in, d.xg.data() + t * ng);
     d.cols = 8;
     d.chunk = T == 1 ? d.aw.pc : 32;
-    return {d.aw.pc, 32, &d, awq_units};
+    return {d.aw.pc, 32, 8, &d, awq_units};
 }
 
 void linear_awq_cpu(const float* x, int64_t T, const Linear& w, float* y) {

@@ -73,18 +73,24 @@ void fp8_rows(const void* state, int64_t r0, int64_t r1) {
 
 }  // namespace
 
-decode::Job decode::fp8_job(const float* x_in, int64_t T, const Linear& w, float* y, int slot) {
+decode::Job decode::fp8_job(const float* x_in, int64_t T, const Linear& w, float* y, int slot, const Job* same_x) {
     thread_local Fp8Decode states[kMaxJobs];
     Fp8Decode& d = states[slot];
     d.fw = fp8_weight(w);
-    const float* x = activations(x_in, T, w, d.xq);
-    for (int64_t t = 0; t < T; ++t) d.xt[t] = fp8cpu::prepare_x(x + t * w.in(), w.in(), d.xs[t]);
+    // x prepared for the previous job (same x, input width and activation blocks) serves this one too
+    const auto* prev = same_x && same_x->run == fp8_rows ? static_cast<const Fp8Decode*>(same_x->state) : nullptr;
+    if (prev && prev->T == T && prev->fw.in == d.fw.in && prev->fw.bi == d.fw.bi) {
+        for (int64_t t = 0; t < T; ++t) d.xt[t] = prev->xt[t];
+    } else {
+        const float* x = activations(x_in, T, w, d.xq);
+        for (int64_t t = 0; t < T; ++t) d.xt[t] = fp8cpu::prepare_x(x + t * w.in(), w.in(), d.xs[t]);
+    }
     d.w = &w;
     d.y = y;
     d.T = T;
     // T > 1: 64 rows of 4096 codes = 256 KB, a chunk stays in L2 while the other tokens re-read it
     d.chunk = T == 1 ? w.out() : 64;
-    return {w.out(), 16, &d, fp8_rows};
+    return {w.out(), 16, 1, &d, fp8_rows};
 }
 
 void linear_fp8_cpu(const float* x_in, int64_t T, const Linear& w, float* y) {
