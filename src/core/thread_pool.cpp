@@ -9,6 +9,7 @@ namespace lmscope {
 
 namespace {
 constexpr int kSpinIters = 4000;  // _mm_pause is ~10-40 ns here: a few tens of microseconds of spinning
+constexpr uint64_t kPartsBits = 16;
 
 std::unique_ptr<ThreadPool>& global_slot() {
     static std::unique_ptr<ThreadPool> pool;
@@ -25,13 +26,14 @@ int default_threads() {
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads > 0 ? n_threads : default_threads()) {
+    if (n_threads_ >= (1 << kPartsBits)) n_threads_ = (1 << kPartsBits) - 1;
     for (int i = 1; i < n_threads_; ++i) threads_.emplace_back([this, i] { worker(i); });
 }
 
 ThreadPool::~ThreadPool() {
     {
         std::lock_guard<std::mutex> lock(mu_);
-        stop_ = true;
+        stop_.store(true);
     }
     cv_start_.notify_all();
     for (auto& t : threads_) t.join();
@@ -64,42 +66,56 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
         fn(0, n, 0);
         return;
     }
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        fn_ = &fn;
-        n_ = n;
-        grain_ = grain;
-        n_parts_ = parts;
-        pending_ = parts - 1;
-        pending_spin_.store(parts - 1, std::memory_order_relaxed);
-        ++generation_;
-        generation_seen_.store(generation_, std::memory_order_release);
+    fn_ = &fn;
+    n_ = n;
+    grain_ = grain;
+    n_parts_ = parts;
+    pending_.store(parts - 1, std::memory_order_relaxed);
+    // publish (seq_cst: ordered before the sleepers_ load, against a worker's sleepers_ increment + ticket load)
+    const uint64_t gen = (ticket_.load(std::memory_order_relaxed) >> kPartsBits) + 1;
+    ticket_.store(gen << kPartsBits | static_cast<uint64_t>(parts));
+    if (sleepers_.load() > 0) {
+        std::lock_guard<std::mutex> lock(mu_);  // a worker between its check and its wait holds mu_
+        cv_start_.notify_all();
     }
-    cv_start_.notify_all();
     run_range(0);
-    for (int i = 0; i < kSpinIters && pending_spin_.load(std::memory_order_acquire) != 0; ++i) _mm_pause();
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_done_.wait(lock, [this] { return pending_ == 0; });
+    wait_for_workers();
     fn_ = nullptr;
 }
 
+void ThreadPool::wait_for_workers() {
+    for (int i = 0; i < kSpinIters && pending_.load(std::memory_order_acquire) != 0; ++i) _mm_pause();
+    if (pending_.load(std::memory_order_acquire) == 0) return;
+    std::unique_lock<std::mutex> lock(mu_);
+    caller_sleeping_.store(true);  // seq_cst, before the pending_ load: against the last worker's decrement + load
+    cv_done_.wait(lock, [this] { return pending_.load() == 0; });
+    caller_sleeping_.store(false, std::memory_order_relaxed);
+}
+
 void ThreadPool::worker(int index) {
-    uint64_t seen = 0;
+    uint64_t seen = 0;  // generation of the last job this thread looked at
     for (;;) {
-        int parts;
-        for (int i = 0; i < kSpinIters && generation_seen_.load(std::memory_order_acquire) == seen; ++i) _mm_pause();
-        {
-            std::unique_lock<std::mutex> lock(mu_);
-            cv_start_.wait(lock, [&] { return stop_ || generation_ != seen; });
-            if (stop_) return;
-            seen = generation_;
-            parts = n_parts_;
+        uint64_t t = ticket_.load(std::memory_order_acquire);
+        for (int i = 0; i < kSpinIters && t >> kPartsBits == seen && !stop_.load(std::memory_order_relaxed); ++i) {
+            _mm_pause();
+            t = ticket_.load(std::memory_order_acquire);
         }
+        if (t >> kPartsBits == seen) {
+            std::unique_lock<std::mutex> lock(mu_);
+            sleepers_.fetch_add(1);  // seq_cst, before the ticket load in the predicate
+            cv_start_.wait(lock, [&] { return stop_.load() || (t = ticket_.load()) >> kPartsBits != seen; });
+            sleepers_.fetch_sub(1, std::memory_order_relaxed);
+        }
+        if (stop_.load()) return;
+        seen = t >> kPartsBits;
+        const int parts = static_cast<int>(t & ((uint64_t(1) << kPartsBits) - 1));
         if (index < parts) {
             run_range(index);
-            std::lock_guard<std::mutex> lock(mu_);
-            pending_spin_.store(pending_ - 1, std::memory_order_release);
-            if (--pending_ == 0) cv_done_.notify_one();
+            // seq_cst, before the caller_sleeping_ load: against the caller's store + pending_ load
+            if (pending_.fetch_sub(1) == 1 && caller_sleeping_.load()) {
+                std::lock_guard<std::mutex> lock(mu_);
+                cv_done_.notify_one();
+            }
         }
     }
 }

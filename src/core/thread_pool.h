@@ -1,9 +1,12 @@
 // A persistent pool of worker threads for data-parallel loops. parallel_for splits [0, n) into one
-// contiguous range per thread (the caller runs range 0), so the decode loop allocates nothing and
-// wakes the workers with one atomic generation bump. Size: LMSCOPE_THREADS or hardware_concurrency.
-// Workers spin briefly (kSpinIters pauses, ~tens of microseconds) on the generation before sleeping on
-// the condition variable, and the caller spins on the pending count before waiting: a decode step makes
-// ~225 back-to-back parallel_for calls, and a futex sleep/wake round trip costs 5-14 us on this VM.
+// contiguous range per thread (the caller runs range 0), so the decode loop allocates nothing.
+// Size: LMSCOPE_THREADS or hardware_concurrency.
+// A call is published with one atomic store (the job's generation and its number of ranges in one word)
+// and joined on an atomic count: no lock on the way when the threads are awake. Workers spin briefly
+// (kSpinIters pauses, ~tens of microseconds) before sleeping on a condition variable, and the caller spins
+// on the count before sleeping: a decode step makes ~140 back-to-back parallel_for calls, and a futex
+// sleep/wake round trip costs 5-14 us on this VM. The mutex is taken only by a thread that goes to sleep
+// and by whoever wakes it (sleepers_ / caller_sleeping_ say when).
 #pragma once
 
 #include <atomic>
@@ -38,18 +41,20 @@ public:
 private:
     void worker(int index);
     void run_range(int index);
+    void wait_for_workers();
 
     int n_threads_;
     std::vector<std::thread> threads_;
-    std::mutex mu_;
+    // (generation << 16) | ranges of the current job: one load gives a worker both, consistently
+    std::atomic<uint64_t> ticket_{0};
+    std::atomic<int> pending_{0};              // worker ranges of the current job not done yet
+    std::atomic<int> sleepers_{0};             // workers asleep or going to sleep on cv_start_
+    std::atomic<bool> caller_sleeping_{false};  // the caller asleep or going to sleep on cv_done_
+    std::atomic<bool> stop_{false};
+    std::mutex mu_;  // only for the condition variables
     std::condition_variable cv_start_;
     std::condition_variable cv_done_;
-    uint64_t generation_ = 0;
-    int pending_ = 0;
-    std::atomic<uint64_t> generation_seen_{0};  // generation_, readable without the lock (spinning)
-    std::atomic<int> pending_spin_{0};          // pending_, readable without the lock (spinning)
-    bool stop_ = false;
-    // current job
+    // the current job: written before the ticket is published, read by the workers that take part
     const std::function<void(int64_t, int64_t, int)>* fn_ = nullptr;
     int64_t n_ = 0;
     int64_t grain_ = 1;
