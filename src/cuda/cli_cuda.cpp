@@ -152,6 +152,7 @@ void cli_bench(const DecoderModel& model, const CliBenchArgs& a) {
                             {"exact", a.exact},
                             {"weights_bytes", wbytes},
                             {"kv_bytes_per_position", dev.kv_bytes_per_position()},
+                            {"batch1_step", dev.batch1_step()},
                             {"step_weight_bytes", step_weight_bytes},
                             {"prefill_flops", prefill_flops}};
         fmt::print("{}\n", j.dump());
@@ -161,6 +162,7 @@ void cli_bench(const DecoderModel& model, const CliBenchArgs& a) {
         fmt::print("prefill {:>5} tokens: {:10.1f} tok/s (median of {})\n", a.prompt_len, p, a.repeat);
         if (a.gen_len > 0)
             fmt::print("decode  {:>5} tokens x batch {}: {:10.1f} tok/s (median of {})\n", a.gen_len, B, d, a.repeat);
+        if (a.gen_len > 0 && B == 1) fmt::print("decode step: {}\n", dev.batch1_step());
     }
 }
 

@@ -50,6 +50,11 @@ public:
     size_t weight_bytes() const;
     /** Bytes of K and V one position of one sequence takes in the cache (all layers). */
     size_t kv_bytes_per_position() const;
+    /**
+     * How a batch-1 decode step runs: "persistent" (one kernel for every layer, decode_persistent.h),
+     * or "per-op: <why not persistent>".
+     */
+    std::string batch1_step() const;
 
     /** (Re)allocates the KV caches for `batch` sequences of `capacity` positions, all empty. */
     void reset(int batch, int64_t capacity);

@@ -22,6 +22,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/cuda_api.h"
+#include "cuda/decode_persistent.h"
 #include "cuda/decoder_trace.cuh"
 #include "model/decoder.h"
 #include "model/rope_table.h"
@@ -136,6 +137,8 @@ struct CudaDecoder::Impl {
     bool pdl = true;
     unsigned knockout = 0;  // Knockout bits (decode steps only)
     size_t gemv_next = 0, l2_next = 0;            // GEMV about to be enqueued; first linear not yet asked for
+    std::unique_ptr<PersistentDecode> persistent;  // the one-kernel batch-1 step, where the shape allows
+    std::string persistent_why;                    // why not, when persistent is null
     DeviceTrace tr;       // set during a traced prefill
     DeviceBuffer tr_buf;  // trace-only outputs (never read by the forward)
 
@@ -191,6 +194,26 @@ struct CudaDecoder::Impl {
             moved = true;
         }
         if (moved) drop_graph();
+    }
+
+    // the batch-1 decode step in one kernel (decode_persistent.h): BF16 weights and cache, no MLP biases
+    void make_persistent() {
+        const auto no = [&](const char* why) { persistent_why = why; };
+        if (!persistent_decode_enabled()) return no("LMSCOPE_CUDA_PERSISTENT is not 1");
+        if (knockout) return no("LMSCOPE_CUDA_KNOCKOUT");
+        if (opt.exact) return no("exact mode (f32 activations)");
+        if (cfg.mlp_bias) return no("MLP biases");
+        if (!gemm_ok || act16 != DType::BF16 || kv_dtype != DType::BF16) return no("not every dense weight is BF16");
+        std::vector<PersistentLayer> pl;
+        for (const Layer& L : layers) {
+            for (const DeviceLinear* d : {&L.qkv, &L.o, &L.gate_up, &L.down})
+                if (d->format != LinearFormat::Dense || d->dtype != DType::BF16) return no("FP8 or AWQ linears");
+            pl.push_back({L.in_norm, L.post_norm, L.q_norm, L.k_norm, L.qkv_bias, L.o.bias, L.qkv.weight, L.o.weight,
+                          L.gate_up.weight, L.down.weight});
+        }
+        const PersistentShape shape{cfg.hidden_size, cfg.intermediate_size, cfg.num_heads, cfg.num_kv_heads,
+                                    cfg.head_dim, static_cast<float>(cfg.rms_norm_eps)};
+        persistent = PersistentDecode::create(shape, pl, inv_freq.get<float>(), &persistent_why);
     }
 
     void drop_graph() {
@@ -298,7 +321,13 @@ struct CudaDecoder::Impl {
         gemv_next = l2_next = 0;
         embedding_cuda(ids, R, embed, H, xp, st);
         if (traced) tr.show("model.embed_tokens", xp, DType::F32, R, H, H, {R, H});
-        for (size_t l = 0; l < layers.size(); ++l) {
+        const bool one_kernel = persistent && prefill_seq < 0 && !traced && R == 1 && rows.pos && !ko;
+        if (one_kernel) {
+            const KvView kv0 = kv(0);
+            persistent->launch(xp, xb.get<float>(), rows.pos, kv0.k, kv0.v,
+                               static_cast<int64_t>(capacity) * KVD, st, pdl);
+        }
+        for (size_t l = 0; l < layers.size() && !one_kernel; ++l) {
             const Layer& L = layers[l];
             const KvView kvl = kv(static_cast<int64_t>(l));
             if (traced) trace_norm(lname(l, "input_layernorm"), xp, R, L.in_norm);
@@ -506,6 +535,7 @@ CudaDecoder::CudaDecoder(const DecoderModel& host, CudaOptions opt) : impl_(std:
     const std::vector<float> inv = rope_inv_freq(cfg.rope, cfg.head_dim);
     m.inv_freq.resize(inv.size() * sizeof(float));
     m.inv_freq.upload(inv.data(), inv.size() * sizeof(float));
+    m.make_persistent();
     CUDA_CHECK(cudaDeviceSynchronize());
 }
 
@@ -518,6 +548,9 @@ CudaDecoder::~CudaDecoder() {
 
 const ModelConfig& CudaDecoder::config() const { return impl_->cfg; }
 size_t CudaDecoder::weight_bytes() const { return impl_->wbytes; }
+std::string CudaDecoder::batch1_step() const {
+    return impl_->persistent ? "persistent" : "per-op: " + impl_->persistent_why;
+}
 size_t CudaDecoder::kv_bytes_per_position() const {
     return 2 * static_cast<size_t>(impl_->cfg.num_layers * impl_->cfg.kv_dim()) * dtype_size(impl_->kv_dtype);
 }

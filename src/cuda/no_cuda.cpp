@@ -23,6 +23,7 @@ CudaDecoder::~CudaDecoder() = default;
 const ModelConfig& CudaDecoder::config() const { no_cuda(); }
 size_t CudaDecoder::weight_bytes() const { no_cuda(); }
 size_t CudaDecoder::kv_bytes_per_position() const { no_cuda(); }
+std::string CudaDecoder::batch1_step() const { no_cuda(); }
 void CudaDecoder::reset(int, int64_t) { no_cuda(); }
 void CudaDecoder::clear() { no_cuda(); }
 int64_t CudaDecoder::length(int) const { no_cuda(); }

@@ -16,13 +16,16 @@ TEST(CudaModel, GoldenLogits) { GTEST_SKIP() << "built without CUDA"; }
 #else
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <cstring>
 #include <filesystem>
 #include <utility>
 
+#include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "model/decoder.h"
+#include "model/random_init.h"
 #include "model/sampler.h"
 #include "quant/awq_quantize.h"
 #include "test_util.h"
@@ -226,6 +229,77 @@ std::vector<int32_t> some_ids(int64_t T, int64_t V) {
 }
 
 }  // namespace
+
+// The persistent batch-1 decode step (decode_persistent.cu, opt-in) against the kernel-per-op step on
+// random BF16 checkpoints of shapes it takes (hidden 256): Qwen3 with head_dim 128 and 2 or 4 query
+// heads per kv head (its two register layouts of the attention); Qwen2 with q/k/v biases (head_dim =
+// hidden / heads = 64, one kv head); Llama with no q/k norm, an o bias, head_dim 64 and 4 query heads
+// per kv head. A short context (most attention splits empty) and a 300-token one (several keys per
+// warp): decode logits within 1e-4 relative error (f32 sums in another order; a BF16 cache row may
+// round apart), and not bit-identical (else the persistent kernel did not run). A bad
+// LMSCOPE_CUDA_PERSISTENT names itself.
+TEST(CudaPersistent, MatchesKernelPerOpStep) {
+    if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+    struct Shape {
+        const char* base;  // golden checkpoint whose config.json is the starting point
+        int heads, kv_heads, head_dim;
+    };
+    const Shape shapes[] = {{"qwen3_gqa", 4, 2, 128}, {"qwen3_gqa", 8, 2, 128}, {"qwen2_bias", 4, 1, 64}, {"llama3_scaled", 16, 4, 64}};
+    const std::string root = lmscope::testing::make_temp_dir("cuda_persistent");
+    for (const Shape& sh : shapes) {
+        nlohmann::json cfg = nlohmann::json::parse(read_file(golden_dir(sh.base) + "/config.json"));
+        cfg["hidden_size"] = 256;
+        cfg["intermediate_size"] = 768;
+        cfg["num_hidden_layers"] = 3;
+        cfg["num_attention_heads"] = sh.heads;
+        cfg["num_key_value_heads"] = sh.kv_heads;
+        cfg["head_dim"] = sh.head_dim;
+        const std::string dir = fmt::format("{}/{}_{}_{}", root, sh.base, sh.heads, sh.head_dim);
+        RandomInitOptions ro;
+        ro.progress = false;
+        write_random_checkpoint(cfg, dir, ro);
+        DecoderModel host = DecoderModel::load(dir);
+        const int64_t V = host.config().vocab_size, steps = 6;
+        for (int64_t P : {3, 300}) {
+            const std::vector<int32_t> ids = some_ids(P + steps, V);
+            const auto run = [&](const char* on, std::string* kind) {
+                setenv("LMSCOPE_CUDA_PERSISTENT", on, 1);
+                cuda::CudaDecoder dev(host, {false, true});
+                *kind = dev.batch1_step();
+                dev.reset(1, P + steps);
+                std::vector<float> all, step(static_cast<size_t>(V));
+                dev.prefill(0, ids.data(), P, nullptr, false);
+                for (int64_t t = P; t < P + steps; ++t) {  // graph replays after the first step
+                    dev.decode(&ids[static_cast<size_t>(t)], step.data());
+                    all.insert(all.end(), step.begin(), step.end());
+                }
+                return all;
+            };
+            std::string kind_on, kind_off;
+            const std::vector<float> on = run("1", &kind_on), off = run("0", &kind_off);
+            unsetenv("LMSCOPE_CUDA_PERSISTENT");
+            const std::string what = fmt::format("{} heads {}/{} D {} P={}", sh.base, sh.heads, sh.kv_heads, sh.head_dim, P);
+            EXPECT_EQ(kind_on, "persistent") << what;
+            EXPECT_EQ(kind_off, "per-op: LMSCOPE_CUDA_PERSISTENT is not 1") << what;
+            const std::vector<double> want(off.begin(), off.end());
+            const double e = rel_error(on, want);
+            fmt::print("  persistent vs per-op step, {}: logits rel err {:.3g}\n", what, e);
+            EXPECT_LE(e, 1e-4) << what;
+            EXPECT_NE(std::memcmp(on.data(), off.data(), on.size() * sizeof(float)), 0) << what;
+        }
+    }
+    setenv("LMSCOPE_CUDA_PERSISTENT", "yes", 1);
+    const std::string dir = fmt::format("{}/qwen3_gqa_4_128", root);
+    DecoderModel host = DecoderModel::load(dir);
+    try {
+        cuda::CudaDecoder dev(host, {false, true});
+        ADD_FAILURE() << "LMSCOPE_CUDA_PERSISTENT=yes accepted";
+    } catch (const std::exception& e) {
+        EXPECT_NE(std::string(e.what()).find("LMSCOPE_CUDA_PERSISTENT=yes: expected 0 or 1"), std::string::npos) << e.what();
+    }
+    unsetenv("LMSCOPE_CUDA_PERSISTENT");
+    std::filesystem::remove_all(root);
+}
 
 class CudaQuant : public ::testing::TestWithParam<std::pair<std::string, int64_t>> {
 protected:

@@ -3,6 +3,8 @@
 // inside the attention kernel so that decode needs no separate launch for it).
 #pragma once
 
+#include <type_traits>
+
 #include "cuda/common.cuh"
 #include "ops/cuda/ops_cuda.h"
 
@@ -16,6 +18,9 @@ struct DecodeQkv {
     const float* k_norm = nullptr;
     float eps = 1e-6f;
     const float* inv_freq = nullptr;
+    // the G + 2 raw heads of this kv head (q heads, k, v; D each) already in shared memory, instead of
+    // qkv (the persistent decode step, whose qkv other blocks wrote earlier in the same kernel)
+    const float* local = nullptr;
 };
 
 /**
@@ -50,7 +55,7 @@ __device__ __forceinline__ void decode_head(const DecodeQkv& fq, int64_t r, int 
     const int half = D / 2;
     const int64_t H = Hq + 2 * static_cast<int64_t>(Hkv);
     const int64_t hh = it < G ? kvh * G + it : it == G ? Hq + kvh : Hq + Hkv + kvh;  // q, k or v head
-    const float* src = fq.qkv + r * H * D + hh * D;
+    const float* src = fq.local ? fq.local + it * D : fq.qkv + r * H * D + hh * D;
     float ss = 0.0f;
     for (int i = lane; i < D; i += 32) {
         const float v = src[i] + (fq.bias ? fq.bias[hh * D + i] : 0.0f);
@@ -92,6 +97,143 @@ __device__ __forceinline__ void decode_head(const DecodeQkv& fq, int64_t r, int 
             kc[cache_at + i] = k;
             new_k[i] = k;
         }
+    }
+}
+
+/** DV consecutive elements of a K or V row: one lane's share of a head (D = 32 DV). */
+template <typename KT, int DV>
+struct alignas(sizeof(KT) * DV) LaneRow {
+    KT v[DV];
+};
+
+template <typename KT, int DV>
+__device__ __forceinline__ void lane_to_f32(const LaneRow<KT, DV>& row, float (&out)[DV]) {
+    if constexpr (std::is_same_v<KT, float>) {
+#pragma unroll
+        for (int e = 0; e < DV; ++e) out[e] = row.v[e];
+    } else if constexpr (DV % 2 == 0) {
+        using T2 = std::conditional_t<std::is_same_v<KT, __half>, __half2, __nv_bfloat162>;
+        const T2* h = reinterpret_cast<const T2*>(row.v);
+#pragma unroll
+        for (int e = 0; e < DV / 2; ++e) {
+            float2 f;
+            if constexpr (std::is_same_v<KT, __half>) f = __half22float2(h[e]);
+            else f = __bfloat1622float2(h[e]);
+            out[2 * e] = f.x;
+            out[2 * e + 1] = f.y;
+        }
+    } else {
+#pragma unroll
+        for (int e = 0; e < DV; ++e) out[e] = to_f32(row.v[e]);
+    }
+}
+
+/**
+ * One warp's online softmax over the keys it walks, for up to MAXG query heads sharing them (G live):
+ * a lane holds DV elements of q, o and of each K / V row, so a score is DV FMAs and a butterfly; scores
+ * are in log2 units (q carries scale * log2(e)). Used by the cluster kernel and the persistent step.
+ */
+template <int DV, int MAXG>
+struct WarpSoftmax {
+    float q[MAXG][DV], o[MAXG][DV], m[MAXG], l[MAXG];
+
+    /** q of head g from sQ[g D + ...] (heads >= G: zero), an empty state. */
+    __device__ __forceinline__ void init(const float* sQ, int G, int D, int lane) {
+#pragma unroll
+        for (int g = 0; g < MAXG; ++g) {
+            m[g] = -INFINITY;
+            l[g] = 0.0f;
+#pragma unroll
+            for (int e = 0; e < DV; ++e) {
+                q[g][e] = g < G ? sQ[g * D + lane * DV + e] : 0.0f;
+                o[g][e] = 0.0f;
+            }
+        }
+    }
+
+    /** Adds the U keys k[u] / v[u] for which live(u) holds. */
+    template <typename KT, int U, class Live>
+    __device__ __forceinline__ void add(const LaneRow<KT, DV> (&k)[U], const LaneRow<KT, DV> (&v)[U], Live&& live) {
+        float s[U][MAXG];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            float kf[DV];
+            lane_to_f32(k[u], kf);
+#pragma unroll
+            for (int g = 0; g < MAXG; ++g) {
+                float a = 0.0f;
+#pragma unroll
+                for (int e = 0; e < DV; ++e) a += q[g][e] * kf[e];
+                s[u][g] = a;
+            }
+        }
+        // the U x MAXG butterflies interleaved: independent shuffles in flight
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1)
+#pragma unroll
+            for (int u = 0; u < U; ++u)
+#pragma unroll
+                for (int g = 0; g < MAXG; ++g) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], off);
+        float vf[U][DV];
+#pragma unroll
+        for (int u = 0; u < U; ++u) lane_to_f32(v[u], vf[u]);
+#pragma unroll
+        for (int g = 0; g < MAXG; ++g) {
+            float mx = m[g];
+#pragma unroll
+            for (int u = 0; u < U; ++u)
+                if (live(u)) mx = fmaxf(mx, s[u][g]);
+            const float c = exp2f(m[g] - mx);  // m = -inf on the first keys: 0
+            l[g] *= c;
+#pragma unroll
+            for (int e = 0; e < DV; ++e) o[g][e] *= c;
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                if (!live(u)) continue;
+                const float p = exp2f(s[u][g] - mx);
+                l[g] += p;
+#pragma unroll
+                for (int e = 0; e < DV; ++e) o[g][e] += p * vf[u][e];
+            }
+            m[g] = mx;
+        }
+    }
+
+    /** This warp's state into shared memory: sM, sL [warps][G], sO [warps][G][D]. */
+    __device__ __forceinline__ void store(float* sM, float* sL, float* sO, int G, int D, int warp, int lane) const {
+#pragma unroll
+        for (int g = 0; g < MAXG; ++g) {
+            if (g >= G) break;
+            if (lane == 0) {
+                sM[warp * G + g] = m[g];
+                sL[warp * G + g] = l[g];
+            }
+#pragma unroll
+            for (int e = 0; e < DV; ++e) sO[(warp * G + g) * D + lane * DV + e] = o[g][e];
+        }
+    }
+};
+
+/**
+ * The state of output i (q head g = i / D) combined over the WARPS warps' states that WarpSoftmax::store
+ * left in shared memory: the running max M, the sum Ls and o's unnormalised element Os (a warp without
+ * keys has m = -inf and weighs nothing).
+ */
+template <int WARPS>
+__device__ __forceinline__ void combine_warps(int i, int G, int D, const float* sM, const float* sL, const float* sO,
+                                              float& M, float& Ls, float& Os) {
+    const int g = i / D;
+    M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) M = fmaxf(M, sM[w * G + g]);
+    Ls = 0.0f;
+    Os = 0.0f;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) {
+        const float mw = sM[w * G + g];
+        const float wt = mw == -INFINITY ? 0.0f : exp2f(mw - M);
+        Ls += wt * sL[w * G + g];
+        Os += wt * sO[w * G * D + i];
     }
 }
 

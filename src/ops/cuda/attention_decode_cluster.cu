@@ -32,34 +32,6 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kMaxCluster = 16;  // non-portable on Hopper; 8 where the device cannot place 16
 constexpr float kLog2e = 1.4426950408889634f;
 
-/** DV consecutive elements of a K or V row: one lane's share of a head (D = 32 DV). */
-template <typename KT, int DV>
-struct alignas(sizeof(KT) * DV) LaneRow {
-    KT v[DV];
-};
-
-template <typename KT, int DV>
-__device__ __forceinline__ void lane_to_f32(const LaneRow<KT, DV>& row, float (&out)[DV]) {
-    if constexpr (std::is_same_v<KT, float>) {
-#pragma unroll
-        for (int e = 0; e < DV; ++e) out[e] = row.v[e];
-    } else if constexpr (DV % 2 == 0) {
-        using T2 = std::conditional_t<std::is_same_v<KT, __half>, __half2, __nv_bfloat162>;
-        const T2* h = reinterpret_cast<const T2*>(row.v);
-#pragma unroll
-        for (int e = 0; e < DV / 2; ++e) {
-            float2 f;
-            if constexpr (std::is_same_v<KT, __half>) f = __half22float2(h[e]);
-            else f = __bfloat1622float2(h[e]);
-            out[2 * e] = f.x;
-            out[2 * e + 1] = f.y;
-        }
-    } else {
-#pragma unroll
-        for (int e = 0; e < DV; ++e) out[e] = to_f32(row.v[e]);
-    }
-}
-
 /**
  * Shared memory (floats): the warps' states [warps][G] m, l and [warps][G][D] o; q [G][D]; cos|sin [D];
  * a head per warp [warps][D]; the cluster's totals for this block's output slice [splits][2 G + slice]
@@ -154,17 +126,8 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();
 
-    float qv[MAXG][DV], o[MAXG][DV], m[MAXG], l[MAXG];
-#pragma unroll
-    for (int g = 0; g < MAXG; ++g) {
-        m[g] = -INFINITY;
-        l[g] = 0.0f;
-#pragma unroll
-        for (int e = 0; e < DV; ++e) {
-            qv[g][e] = g < G ? sQ[g * D + lane * DV + e] : 0.0f;
-            o[g][e] = 0.0f;
-        }
-    }
+    WarpSoftmax<DV, MAXG> ws;
+    ws.init(sQ, G, D, lane);
     for (int64_t first = j0; first < end; first += static_cast<int64_t>(kWarps) * U) {
         if (has_new)
 #pragma unroll
@@ -175,49 +138,7 @@ __global__ void __launch_bounds__(kThreads)
                 }
         Row kn[U], vn[U];
         load(first + static_cast<int64_t>(kWarps) * U, kn, vn);
-        float s[U][MAXG];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            float kf[DV];
-            lane_to_f32(kr[u], kf);
-#pragma unroll
-            for (int g = 0; g < MAXG; ++g) {
-                float a = 0.0f;
-#pragma unroll
-                for (int e = 0; e < DV; ++e) a += qv[g][e] * kf[e];
-                s[u][g] = a;
-            }
-        }
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1)
-#pragma unroll
-            for (int u = 0; u < U; ++u)
-#pragma unroll
-                for (int g = 0; g < MAXG; ++g) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], off);
-        // online softmax over the valid keys of this step, per q head
-        float vf[U][DV];
-#pragma unroll
-        for (int u = 0; u < U; ++u) lane_to_f32(vr[u], vf[u]);
-#pragma unroll
-        for (int g = 0; g < MAXG; ++g) {
-            float mx = m[g];
-#pragma unroll
-            for (int u = 0; u < U; ++u)
-                if (first + static_cast<int64_t>(kWarps) * u < end) mx = fmaxf(mx, s[u][g]);
-            const float c = exp2f(m[g] - mx);  // m = -inf on the first step: 0
-            l[g] *= c;
-#pragma unroll
-            for (int e = 0; e < DV; ++e) o[g][e] *= c;
-#pragma unroll
-            for (int u = 0; u < U; ++u) {
-                if (first + static_cast<int64_t>(kWarps) * u >= end) continue;
-                const float p = exp2f(s[u][g] - mx);
-                l[g] += p;
-#pragma unroll
-                for (int e = 0; e < DV; ++e) o[g][e] += p * vf[u][e];
-            }
-            m[g] = mx;
-        }
+        ws.template add<KT, U>(kr, vr, [&](int u) { return first + static_cast<int64_t>(kWarps) * u < end; });
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             kr[u] = kn[u];
@@ -226,16 +147,7 @@ __global__ void __launch_bounds__(kThreads)
     }
 
     // the block's warps: state to shared memory, then one (q head, d) per thread combines them
-#pragma unroll
-    for (int g = 0; g < MAXG; ++g) {
-        if (g >= G) break;
-        if (lane == 0) {
-            sM[warp * G + g] = m[g];
-            sL[warp * G + g] = l[g];
-        }
-#pragma unroll
-        for (int e = 0; e < DV; ++e) sO[(warp * G + g) * D + lane * DV + e] = o[g][e];
-    }
+    ws.store(sM, sL, sO, G, D, warp, lane);
     __syncthreads();
     const int64_t out0 = (static_cast<int64_t>(r) * Hq + kvh * G) * D;  // (row, first q head of this kv head)
     const int per = (G * D + nsplit - 1) / nsplit, stride = 2 * G + per;  // output slice of each block
@@ -244,17 +156,8 @@ __global__ void __launch_bounds__(kThreads)
     if (nsplit > 1) asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
     for (int i = tid; i < G * D; i += kThreads) {
         const int g = i / D;
-        float M = -INFINITY;
-#pragma unroll
-        for (int w = 0; w < kWarps; ++w) M = fmaxf(M, sM[w * G + g]);
-        float Ls = 0.0f, Os = 0.0f;
-#pragma unroll
-        for (int w = 0; w < kWarps; ++w) {
-            const float mw = sM[w * G + g];
-            const float wt = mw == -INFINITY ? 0.0f : exp2f(mw - M);  // a warp (or block) without keys
-            Ls += wt * sL[w * G + g];
-            Os += wt * sO[w * G * D + i];
-        }
+        float M, Ls, Os;
+        combine_warps<kWarps>(i, G, D, sM, sL, sO, M, Ls, Os);
         if (nsplit == 1) {
             out[out0 + i] = from_f32<OutT>(Os / Ls);
             continue;
