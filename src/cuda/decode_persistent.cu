@@ -24,16 +24,14 @@
 // Per layer ~28 us: 5 barriers of 0.7-0.9 us, and per phase one or two L2 round trips (the input's
 // staging, the split states) plus 1-2 us of dot products that start only once the barrier is past;
 // LMSCOPE_CUDA_PERSISTENT_TIMING=1 prints where each phase's time goes.
-#include "cuda/decode_persistent.h"
-
-
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <cstdio>
 #include <vector>
 
 #include "cuda/common.cuh"
+#include "cuda/decode_persistent.h"
 #include "ops/cuda/attention_decode.cuh"
 #include "ops/cuda/gemv.cuh"
 
@@ -44,7 +42,7 @@ namespace {
 using bf16 = __nv_bfloat16;
 constexpr int kWarps = 16;
 constexpr int kThreads = kWarps * 32;
-constexpr int kSlots = 4;  // dot products per warp and phase (items x rows per item)
+constexpr int kSlots = 4;    // dot products per warp and phase (items x rows per item)
 constexpr int kStamps = 26;  // LMSCOPE_CUDA_PERSISTENT_TIMING: time stamps per layer
 constexpr float kLog2e = 1.4426950408889634f;
 
@@ -59,12 +57,13 @@ struct Args {
     const int32_t* pos;
     float *x, *xb, *qkv, *part, *oparts, *h;
     unsigned long long* bar;
-    int nsplit;  // attention blocks per kv head
-    int nbh;     // o-proj blocks per kv head
-    int64_t wbuf_elems;  // BF16 elements of weight buffer 0 (buffer 1 follows)
+    int nsplit;           // attention blocks per kv head
+    int nbh;              // o-proj blocks per kv head
+    int64_t wbuf_elems;   // BF16 elements of weight buffer 0 (buffer 1 follows)
     const bf16* o_heads;  // every layer's W_o, head-major: [layer][Hkv][H][G D]
-    int phase_floats;  // shared memory of the phases (after the D angles); the weight slots follow
-    unsigned long long* tstamp;  // LMSCOPE_CUDA_PERSISTENT_TIMING: [layer][10][block] globaltimer
+    // shared memory of the phases (after the angles and the q/k norm weights, 3 D); the weight buffers follow
+    int phase_floats;
+    unsigned long long* tstamp;  // LMSCOPE_CUDA_PERSISTENT_TIMING: [layer][kStamps][block] globaltimer
 };
 
 __device__ __forceinline__ void stamp(const Args& a, int l, int k) {
@@ -129,13 +128,14 @@ struct Phase {
     const bf16* w = nullptr;
     int64_t ld = 0, col0 = 0;
     int in = 0, R = 1, row_off = 0, ib = 0, n = 0, ipb = 0, ks = 1;
-    __device__ __forceinline__ int c() const { return in / 256 / ks; }  // 16-byte vectors per lane and row part
+    // 16-byte vectors per lane and row part
+    __device__ __forceinline__ int c() const { return in / 256 / ks; }
     __device__ __forceinline__ uint32_t bytes() const { return static_cast<uint32_t>(R) * n * in * 2; }
 };
 
 /** Items [0, items) split in contiguous runs of ceil(items / blocks) per block. */
-__device__ __forceinline__ Phase make_phase(const void* w, int64_t ld, int64_t col0, int in, int items, int R, int row_off,
-                                            int block, int blocks) {
+__device__ __forceinline__ Phase make_phase(const void* w, int64_t ld, int64_t col0, int in, int items, int R,
+                                            int row_off, int block, int blocks) {
     Phase p;
     p.w = static_cast<const bf16*>(w);
     p.ld = ld;
@@ -152,7 +152,9 @@ __device__ __forceinline__ Phase make_phase(const void* w, int64_t ld, int64_t c
     return p;
 }
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
 
 /**
  * Warp 0 asks the TMA for the block's segments of phase p into buf, completing on mbarrier mbar (lane 0
@@ -164,8 +166,10 @@ __device__ __forceinline__ void issue(const Phase& p, bf16* buf, uint64_t* mbar)
     if (threadIdx.x >= 32) return;
     const int lane = threadIdx.x;
     if (lane == 0) {
-        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // earlier generic reads of buf, then async writes
-        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(mbar)), "r"(p.bytes())
+        asm volatile("fence.proxy.async.shared::cta;" ::
+                         : "memory");  // earlier generic reads of buf, then async writes
+        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(mbar)),
+                     "r"(p.bytes())
                      : "memory");
     }
     __syncwarp();
@@ -176,12 +180,14 @@ __device__ __forceinline__ void issue(const Phase& p, bf16* buf, uint64_t* mbar)
     const uint32_t bytes = static_cast<uint32_t>(whole ? p.n * p.in * 2 : p.in * 2);
     for (int q = lane; q < p.R * copies && p.n > 0; q += 32) {
         const int r = q / copies, t = q % copies;
-        const bf16* src = p.w + (static_cast<int64_t>(p.ib) + t + static_cast<int64_t>(r) * p.row_off) * p.ld + p.col0;
+        const bf16* src =
+            p.w + (static_cast<int64_t>(p.ib) + t + static_cast<int64_t>(r) * p.row_off) * p.ld + p.col0;
         bf16* dst = buf + (static_cast<int64_t>(r) * p.n + t) * p.in;
-        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                         smem_u32(dst)),
-                     "l"(src), "r"(bytes), "r"(smem_u32(mbar))
-                     : "memory");
+        asm volatile(
+            "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                smem_u32(dst)),
+            "l"(src), "r"(bytes), "r"(smem_u32(mbar))
+            : "memory");
     }
 }
 
@@ -230,8 +236,8 @@ __device__ __forceinline__ void phase_dots(const Phase& p, const bf16* buf, cons
             if (!live[s]) continue;
             const uint4 w = rowp[s][32 * u];
             const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&w);
-            const float2 w0 = __bfloat1622float2(h[0]), w1 = __bfloat1622float2(h[1]), w2 = __bfloat1622float2(h[2]),
-                         w3 = __bfloat1622float2(h[3]);
+            const float2 w0 = __bfloat1622float2(h[0]), w1 = __bfloat1622float2(h[1]),
+                         w2 = __bfloat1622float2(h[2]), w3 = __bfloat1622float2(h[3]);
             a0[s] = fmaf(w0.x, xa.x, a0[s]);
             a1[s] = fmaf(w2.x, xb.x, a1[s]);
             a0[s] = fmaf(w0.y, xa.y, a0[s]);
@@ -263,8 +269,9 @@ __device__ __forceinline__ void phase_dots(const Phase& p, const bf16* buf, cons
  * All of a thread's loads (x, the partials, the norm weights) go out before the first is used: each
  * dependent L2 round trip here is on every phase's critical path.
  */
-__device__ __forceinline__ void stage_norm(const float* x, const float* extra, int nextra, const float* bias, int H,
-                                           const float* nw, float eps, const gemv::Xs& X, float* xout) {
+__device__ __forceinline__ void stage_norm(const float* x, const float* extra, int nextra, const float* bias,
+                                           int H, const float* nw, float eps, const gemv::Xs& X,
+                                           float* xout) {
     constexpr int kC = 1;  // float4 per thread (H <= 4 kThreads)
     constexpr int kE = 8;  // partials loaded at once
     float4 v[kC], w[kC];
@@ -288,14 +295,16 @@ __device__ __forceinline__ void stage_norm(const float* x, const float* extra, i
             for (int e = 0; e < kE; ++e) {
                 const int i4 = threadIdx.x + c * kThreads;
                 if (i4 < H / 4 && e0 + e < nextra)
-                    p[c][e] = __ldcg(reinterpret_cast<const float4*>(extra + static_cast<int64_t>(e0 + e) * H) + i4);
+                    p[c][e] = __ldcg(
+                        reinterpret_cast<const float4*>(extra + static_cast<int64_t>(e0 + e) * H) + i4);
             }
 #pragma unroll
         for (int c = 0; c < kC; ++c)
 #pragma unroll
             for (int e = 0; e < kE; ++e)
                 if (threadIdx.x + c * kThreads < H / 4 && e0 + e < nextra)
-                    v[c] = make_float4(v[c].x + p[c][e].x, v[c].y + p[c][e].y, v[c].z + p[c][e].z, v[c].w + p[c][e].w);
+                    v[c] = make_float4(v[c].x + p[c][e].x, v[c].y + p[c][e].y, v[c].z + p[c][e].z,
+                                       v[c].w + p[c][e].w);
     }
 #pragma unroll
     for (int c = 0; c < kC; ++c) {
@@ -309,8 +318,9 @@ __device__ __forceinline__ void stage_norm(const float* x, const float* extra, i
     for (int c = 0; c < kC; ++c) {
         const int i4 = threadIdx.x + c * kThreads;
         if (i4 < H / 4)
-            X.put4(0, i4, make_float4(v[c].x * inv * w[c].x, v[c].y * inv * w[c].y, v[c].z * inv * w[c].z,
-                                      v[c].w * inv * w[c].w));
+            X.put4(0, i4,
+                   make_float4(v[c].x * inv * w[c].x, v[c].y * inv * w[c].y, v[c].z * inv * w[c].z,
+                               v[c].w * inv * w[c].w));
     }
     __syncthreads();
 }
@@ -379,8 +389,9 @@ __device__ __forceinline__ void preload_kv(const Args& a, int l, const KeyRange&
 
 /** Phase B for block (kv head b % Hkv, split b / Hkv): its keys' softmax state into a.part. */
 template <int DV, int MAXG, int U>
-__device__ void attn_phase(const Args& a, int l, int64_t pos, const KeyRange& kr, const float* sCs, const float* sNorm, float* sm,
-                           KvLane<DV> (&k)[U], KvLane<DV> (&v)[U], const Phase& next, bf16* next_buf, uint64_t* next_bar) {
+__device__ void attn_phase(const Args& a, int l, int64_t pos, const KeyRange& kr, const float* sCs,
+                           const float* sNorm, float* sm, KvLane<DV> (&k)[U], KvLane<DV> (&v)[U],
+                           const Phase& next, bf16* next_buf, uint64_t* next_bar) {
     constexpr int D = 32 * DV;
     if (!kr.active) {
         issue(next, next_buf, next_bar);
@@ -403,16 +414,20 @@ __device__ void attn_phase(const Args& a, int l, int64_t pos, const KeyRange& kr
     const float4* q4 = reinterpret_cast<const float4*>(a.qkv) + static_cast<int64_t>(hh) * GD4;
     const float4* k4 = reinterpret_cast<const float4*>(a.qkv) + static_cast<int64_t>(a.Hq + hh) * D4;
     const float4* v4 = reinterpret_cast<const float4*>(a.qkv) + static_cast<int64_t>(a.Hq + a.Hkv + hh) * D4;
-    copy_cg((G + 2) * D4, [&](int i) { return i < GD4 ? q4 + i : i < GD4 + D4 ? k4 + (i - GD4) : v4 + (i - GD4 - D4); },
+    copy_cg((G + 2) * D4,
+            [&](int i) { return i < GD4        ? q4 + i
+                                : i < GD4 + D4 ? k4 + (i - GD4)
+                                               : v4 + (i - GD4 - D4); },
             [&](int i, float4 x) { reinterpret_cast<float4*>(sRaw)[i] = x; });
     __syncthreads();
     stamp(a, l, 10);
     // the q / k norm weights were copied to shared memory (sNorm) before the barrier (preload_kv)
-    DecodeQkv fq{a.qkv, L.qkv_bias, L.q_norm ? sNorm : nullptr, L.k_norm ? sNorm + D : nullptr, a.eps, a.inv_freq, sRaw};
+    DecodeQkv fq{a.qkv,      L.qkv_bias, L.q_norm ? sNorm : nullptr, L.k_norm ? sNorm + D : nullptr, a.eps,
+                 a.inv_freq, sRaw};
     const float qscale = a.scale * kLog2e;
     for (int it = warp; it < G + (has_new ? 2 : 0); it += kWarps)
-        decode_head(fq, 0, a.Hq, a.Hkv, hh, G, it, D, sCs, sm + S.head + warp * D, qscale, sQ + it * D, kc, vc,
-                    pos * kvd + hh * D, sNewK, sNewV, lane);
+        decode_head(fq, 0, a.Hq, a.Hkv, hh, G, it, D, sCs, sm + S.head + warp * D, qscale, sQ + it * D, kc,
+                    vc, pos * kvd + hh * D, sNewK, sNewV, lane);
     __syncthreads();
     stamp(a, l, 11);
     stamp(a, l, 17);
@@ -438,7 +453,8 @@ __device__ void attn_phase(const Args& a, int l, int64_t pos, const KeyRange& kr
                 vn[u] = *reinterpret_cast<const KvLane<DV>*>(vb + j * kvd);
             }
         }
-        ws.template add<bf16, U>(k, v, [&](int u) { return first + static_cast<int64_t>(kWarps) * u < kr.end; });
+        ws.template add<bf16, U>(k, v,
+                                 [&](int u) { return first + static_cast<int64_t>(kWarps) * u < kr.end; });
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             k[u] = kn[u];
@@ -475,8 +491,9 @@ __device__ void attn_phase(const Args& a, int l, int64_t pos, const KeyRange& kr
 __device__ __forceinline__ void merge_head(const Args& a, int hh, const gemv::Xs& X, float* scratch) {
     const int G = a.G, D = a.D, PS = state_stride(G, D), O = state_o(G);
     const float4* src = reinterpret_cast<const float4*>(a.part + static_cast<int64_t>(hh) * a.nsplit * PS);
-    copy_cg(a.nsplit * PS / 4, [&](int i) { return src + i; },
-            [&](int i, float4 v) { reinterpret_cast<float4*>(scratch)[i] = v; });
+    copy_cg(
+        a.nsplit * PS / 4, [&](int i) { return src + i; },
+        [&](int i, float4 v) { reinterpret_cast<float4*>(scratch)[i] = v; });
     __syncthreads();
     // two threads per output (neighbouring lanes), each over half of the splits, then combined: the
     // merge's serial chain over the splits is halved, and G D = 256 outputs use all 512 threads
@@ -519,7 +536,8 @@ __device__ __forceinline__ Phase ph_down(const Args& a, int l) {
     return make_phase(a.layers[l].down, a.I, 0, a.I, a.H, 1, 0, blockIdx.x, gridDim.x);
 }
 
-/** fn(j, item, acc[j R], acc[j R + 1]) for each item j of this warp's whose sums it holds (part 0, lane 0). */
+/** fn(j, item, acc[j R], acc[j R + 1]) for each item j of this warp's whose sums it holds (part 0, lane 0).
+ */
 template <class Fn>
 __device__ __forceinline__ void each_item(const Phase& p, const float (&acc)[kSlots], Fn&& fn) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -538,8 +556,8 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persistent_kernel(Args a) 
     extern __shared__ __align__(128) float psm[];
     __shared__ float spart[kWarps][kSlots];
     __shared__ __align__(8) uint64_t mbar[2];
-    float* sCs = psm;     // cos | sin of the position, for every layer
-    float* sNorm = psm + D;  // this layer's q_norm | k_norm weights (2 D), for the attention phase
+    float* sCs = psm;         // cos | sin of the position, for every layer
+    float* sNorm = psm + D;   // this layer's q_norm | k_norm weights (2 D), for the attention phase
     float* sm = psm + 3 * D;  // the phases' space
     // the weight buffers: 0 takes q|k|v and gate|up, 1 the o and down projections, each phase's
     // weights asked for one phase before they are used
@@ -575,7 +593,8 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persistent_kernel(Args a) 
             // (registers) and the q / k norm weights (shared memory)
             preload_kv<DV, U>(a, l, keys, kr, vr);
             const float* nw = threadIdx.x < D ? L.q_norm : L.k_norm;
-            const float nwv = threadIdx.x < 2 * D && nw ? nw[threadIdx.x % D] : 0.0f;  // stored after the dots
+            const float nwv =
+                threadIdx.x < 2 * D && nw ? nw[threadIdx.x % D] : 0.0f;  // stored after the dots
             stamp(a, l, 13);
             // the next weights go out once this phase's own reads are done: issued at the phase's
             // start, their stream queued in front of those reads (an L2 round trip took 2.7 us)
@@ -618,7 +637,8 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persistent_kernel(Args a) 
         {
             const Phase p = ph_gate_up(a, l);
             const gemv::Xs X(sm, a.H);
-            stage_norm(a.x, a.oparts, a.Hkv, L.o_bias, a.H, L.post_norm, a.eps, X, blockIdx.x == 0 ? a.xb : nullptr);
+            stage_norm(a.x, a.oparts, a.Hkv, L.o_bias, a.H, L.post_norm, a.eps, X,
+                       blockIdx.x == 0 ? a.xb : nullptr);
             stamp(a, l, 20);
             issue(ph_down(a, l), wb1, &mbar[1]);
             stamp(a, l, 21);
@@ -634,8 +654,9 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persistent_kernel(Args a) 
         {
             const Phase p = ph_down(a, l);
             const gemv::Xs X(sm, a.I);
-            copy_cg(a.I / 4, [&](int i) { return reinterpret_cast<const float4*>(a.h) + i; },
-                    [&](int i, float4 v) { X.put4(0, i, v); });
+            copy_cg(
+                a.I / 4, [&](int i) { return reinterpret_cast<const float4*>(a.h) + i; },
+                [&](int i, float4 v) { X.put4(0, i, v); });
             __syncthreads();
             stamp(a, l, 23);
             if (l + 1 < a.n_layers) issue(ph_qkv(a, l + 1), wb0, &mbar[0]);
@@ -718,7 +739,8 @@ std::unique_ptr<PersistentDecode> PersistentDecode::create(const PersistentShape
     const int64_t G = s.Hq / s.Hkv;
     const KernelFn kernel = pick_kernel(s.D, G);
     if (!kernel) return no(format_msg("head_dim {} with {} query heads per kv head", s.D, G));
-    if (s.H % 256 || s.I % 256 || (G * s.D) % 256) return no("hidden / intermediate / heads x head_dim not multiples of 256");
+    if (s.H % 256 || s.I % 256 || (G * s.D) % 256)
+        return no("hidden / intermediate / heads x head_dim not multiples of 256");
     if (layers.empty()) return no("no layers");
     if (s.H > 4 * kThreads) return no("hidden size above 2048");
     const int blocks = sm_count();  // one per SM, all resident (the grid barrier needs that)
@@ -727,8 +749,11 @@ std::unique_ptr<PersistentDecode> PersistentDecode::create(const PersistentShape
     const int nbh = static_cast<int>(blocks / s.Hkv), nsplit = std::min(nbh, 16);
     if (nsplit < 1) return no("more kv heads than SMs");
     const AttnSmem as(static_cast<int>(s.D), static_cast<int>(G));
-    const size_t merge = static_cast<size_t>(G * s.D + nsplit * state_stride(static_cast<int>(G), static_cast<int>(s.D)));  // phase C: X and the states
-    const size_t phase_floats = (std::max({as.end, static_cast<size_t>(std::max(s.H, s.I)), merge}) + 3) / 4 * 4;
+    const size_t merge = static_cast<size_t>(
+        G * s.D +
+        nsplit * state_stride(static_cast<int>(G), static_cast<int>(s.D)));  // phase C: X and the states
+    const size_t phase_floats =
+        (std::max({as.end, static_cast<size_t>(std::max(s.H, s.I)), merge}) + 3) / 4 * 4;
     // the weight buffers: q|k|v or gate|up in 0, o or down in 1 (the largest block share of each)
     const int64_t QKV = (s.Hq + 2 * s.Hkv) * s.D;
     const PhaseCost c_qkv = phase_cost(s.H, QKV, 1, blocks), c_gu = phase_cost(s.H, s.I, 2, blocks),
@@ -739,7 +764,8 @@ std::unique_ptr<PersistentDecode> PersistentDecode::create(const PersistentShape
     const size_t smem = sizeof(float) * (3 * s.D + phase_floats) + static_cast<size_t>(wb0 + wb1);
     static const size_t optin = gemv::max_smem_optin();
     if (smem > optin) return no(format_msg("{} bytes of shared memory a block, {} available", smem, optin));
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     int occ = 0;
     CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, kThreads, smem));
     if (occ < 1) return no("a block does not fit on an SM");
@@ -758,10 +784,12 @@ std::unique_ptr<PersistentDecode> PersistentDecode::create(const PersistentShape
     p.o_heads.resize(sizeof(uint16_t) * static_cast<size_t>(o_elems) * layers.size());
     for (size_t l = 0; l < layers.size(); ++l)
         for (int64_t hh = 0; hh < s.Hkv; ++hh)
-            CUDA_CHECK(cudaMemcpy2D(p.o_heads.get<uint16_t>() + static_cast<int64_t>(l) * o_elems + hh * s.H * gd,
-                                    sizeof(uint16_t) * gd, static_cast<const uint16_t*>(layers[l].o) + hh * gd,
-                                    sizeof(uint16_t) * s.Hq * s.D, sizeof(uint16_t) * gd, s.H, cudaMemcpyDeviceToDevice));
-    p.part.resize(sizeof(float) * static_cast<size_t>(s.Hkv * nsplit) * state_stride(static_cast<int>(G), static_cast<int>(s.D)));
+            CUDA_CHECK(cudaMemcpy2D(
+                p.o_heads.get<uint16_t>() + static_cast<int64_t>(l) * o_elems + hh * s.H * gd,
+                sizeof(uint16_t) * gd, static_cast<const uint16_t*>(layers[l].o) + hh * gd,
+                sizeof(uint16_t) * s.Hq * s.D, sizeof(uint16_t) * gd, s.H, cudaMemcpyDeviceToDevice));
+    p.part.resize(sizeof(float) * static_cast<size_t>(s.Hkv * nsplit) *
+                  state_stride(static_cast<int>(G), static_cast<int>(s.D)));
     p.oparts.resize(sizeof(float) * static_cast<size_t>(s.Hkv * s.H));
     p.h.resize(sizeof(float) * static_cast<size_t>(s.I));
     p.qkv.resize(sizeof(float) * static_cast<size_t>(QKV));
@@ -804,8 +832,12 @@ PersistentDecode::~PersistentDecode() {
     if (!p_ || !p_->tstamp.get()) return;
     const int B = p_->blocks, NL = p_->args.n_layers;
     std::vector<unsigned long long> t(static_cast<size_t>(NL) * kStamps * B);
-    if (cudaMemcpy(t.data(), p_->tstamp.get(), t.size() * sizeof(t[0]), cudaMemcpyDeviceToHost) != cudaSuccess) return;
-    const auto at = [&](int l, int k, int b) { return static_cast<double>(t[(static_cast<size_t>(l) * kStamps + k) * B + b]); };
+    if (cudaMemcpy(t.data(), p_->tstamp.get(), t.size() * sizeof(t[0]), cudaMemcpyDeviceToHost) !=
+        cudaSuccess)
+        return;
+    const auto at = [&](int l, int k, int b) {
+        return static_cast<double>(t[(static_cast<size_t>(l) * kStamps + k) * B + b]);
+    };
     struct Seq {
         const char* name;
         std::vector<int> ids;
@@ -829,9 +861,11 @@ PersistentDecode::~PersistentDecode() {
                 s0 = std::min(s0, at(l, k0, b));
                 e1 = std::max(e1, at(l, k1, b));
                 bool mono = true;
-                for (size_t i = 1; i < q.ids.size(); ++i) mono &= at(l, q.ids[i], b) >= at(l, q.ids[i - 1], b);
+                for (size_t i = 1; i < q.ids.size(); ++i)
+                    mono &= at(l, q.ids[i], b) >= at(l, q.ids[i - 1], b);
                 if (!mono) continue;
-                for (size_t i = 1; i < q.ids.size(); ++i) step[i - 1] += at(l, q.ids[i], b) - at(l, q.ids[i - 1], b);
+                for (size_t i = 1; i < q.ids.size(); ++i)
+                    step[i - 1] += at(l, q.ids[i], b) - at(l, q.ids[i - 1], b);
                 ++ns;
             }
             span += (e1 - s0) / NL;
@@ -849,13 +883,13 @@ PersistentDecode::~PersistentDecode() {
             std::snprintf(buf, sizeof buf, " %s %.2f", q.steps[i], ns ? step[i] / ns / 1e3 : 0.0);
             steps += buf;
         }
-        std::fprintf(stderr, "persistent %-8s span %6.2f us, barrier gap %5.2f us; per block:%s\n", q.name, span / 1e3,
-                     ng ? gap / ng / 1e3 : 0.0, steps.c_str());
+        std::fprintf(stderr, "persistent %-8s span %6.2f us, barrier gap %5.2f us; per block:%s\n", q.name,
+                     span / 1e3, ng ? gap / ng / 1e3 : 0.0, steps.c_str());
     }
 }
 
-void PersistentDecode::launch(float* x, float* xb, const int32_t* pos, void* kc, void* vc, int64_t layer_elems,
-                              cudaStream_t stream, bool pdl) const {
+void PersistentDecode::launch(float* x, float* xb, const int32_t* pos, void* kc, void* vc,
+                              int64_t layer_elems, cudaStream_t stream, bool pdl) const {
     Args a = p_->args;
     a.x = x;
     a.xb = xb;
@@ -863,7 +897,8 @@ void PersistentDecode::launch(float* x, float* xb, const int32_t* pos, void* kc,
     a.kc = static_cast<bf16*>(kc);
     a.vc = static_cast<bf16*>(vc);
     a.layer_elems = layer_elems;
-    launch_kernel(p_->kernel, dim3(static_cast<unsigned>(p_->blocks)), dim3(kThreads), p_->smem, stream, pdl, a);
+    launch_kernel(p_->kernel, dim3(static_cast<unsigned>(p_->blocks)), dim3(kThreads), p_->smem, stream, pdl,
+                  a);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -2,9 +2,9 @@
 // block per SM runs every layer, the phases (q|k|v GEMV, attention, o GEMV, gate|up GEMV + SwiGLU,
 // down GEMV) separated by grid barriers instead of kernel boundaries. Each GEMV phase's weights are
 // copied into shared memory by the TMA one phase ahead (two buffers), so that their DRAM stream
-// overlaps the phase before, the barrier and the staging of the phase's input. Used by the CUDA decoder (decoder_cuda.cu), when
-// LMSCOPE_CUDA_PERSISTENT=1, for shapes whose phases fit shared memory; everything else keeps the
-// one-kernel-per-op decode.
+// overlaps the phase before, the barrier and the staging of the phase's input. Used by the CUDA decoder
+// (decoder_cuda.cu), when LMSCOPE_CUDA_PERSISTENT=1, for shapes whose phases fit shared memory; everything
+// else keeps the one-kernel-per-op decode.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -30,9 +30,10 @@ struct PersistentShape {
 };
 
 class PersistentDecode {
-public:
+  public:
     /** The plan for this device, or null with the reason in *why when the shape is not taken. */
-    static std::unique_ptr<PersistentDecode> create(const PersistentShape& shape, const std::vector<PersistentLayer>& layers,
+    static std::unique_ptr<PersistentDecode> create(const PersistentShape& shape,
+                                                    const std::vector<PersistentLayer>& layers,
                                                     const float* inv_freq, std::string* why);
     ~PersistentDecode();
     PersistentDecode(const PersistentDecode&) = delete;
@@ -43,10 +44,10 @@ public:
      * pos (device, one int) the new token's position; kc / vc the BF16 caches of layer 0 with
      * layer_elems elements per layer, kv row stride Hkv D (batch 1).
      */
-    void launch(float* x, float* xb, const int32_t* pos, void* kc, void* vc, int64_t layer_elems, cudaStream_t stream,
-                bool pdl) const;
+    void launch(float* x, float* xb, const int32_t* pos, void* kc, void* vc, int64_t layer_elems,
+                cudaStream_t stream, bool pdl) const;
 
-private:
+  private:
     PersistentDecode() = default;
     struct Plan;
     std::unique_ptr<Plan> p_;

@@ -203,16 +203,23 @@ struct CudaDecoder::Impl {
         if (knockout) return no("LMSCOPE_CUDA_KNOCKOUT");
         if (opt.exact) return no("exact mode (f32 activations)");
         if (cfg.mlp_bias) return no("MLP biases");
-        if (!gemm_ok || act16 != DType::BF16 || kv_dtype != DType::BF16) return no("not every dense weight is BF16");
+        if (!gemm_ok || act16 != DType::BF16 || kv_dtype != DType::BF16)
+            return no("not every dense weight is BF16");
         std::vector<PersistentLayer> pl;
         for (const Layer& L : layers) {
             for (const DeviceLinear* d : {&L.qkv, &L.o, &L.gate_up, &L.down})
-                if (d->format != LinearFormat::Dense || d->dtype != DType::BF16) return no("FP8 or AWQ linears");
-            pl.push_back({L.in_norm, L.post_norm, L.q_norm, L.k_norm, L.qkv_bias, L.o.bias, L.qkv.weight, L.o.weight,
-                          L.gate_up.weight, L.down.weight});
+                if (d->format != LinearFormat::Dense || d->dtype != DType::BF16)
+                    return no("FP8 or AWQ linears");
+            pl.push_back({L.in_norm, L.post_norm, L.q_norm, L.k_norm, L.qkv_bias, L.o.bias, L.qkv.weight,
+                          L.o.weight, L.gate_up.weight, L.down.weight});
         }
-        const PersistentShape shape{cfg.hidden_size, cfg.intermediate_size, cfg.num_heads, cfg.num_kv_heads,
-                                    cfg.head_dim, static_cast<float>(cfg.rms_norm_eps)};
+        PersistentShape shape;
+        shape.H = cfg.hidden_size;
+        shape.I = cfg.intermediate_size;
+        shape.Hq = cfg.num_heads;
+        shape.Hkv = cfg.num_kv_heads;
+        shape.D = cfg.head_dim;
+        shape.eps = static_cast<float>(cfg.rms_norm_eps);
         persistent = PersistentDecode::create(shape, pl, inv_freq.get<float>(), &persistent_why);
     }
 

@@ -16,10 +16,10 @@ TEST(CudaModel, GoldenLogits) { GTEST_SKIP() << "built without CUDA"; }
 #else
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <utility>
 
 #include "io/atomic_file.h"
@@ -244,7 +244,10 @@ TEST(CudaPersistent, MatchesKernelPerOpStep) {
         const char* base;  // golden checkpoint whose config.json is the starting point
         int heads, kv_heads, head_dim;
     };
-    const Shape shapes[] = {{"qwen3_gqa", 4, 2, 128}, {"qwen3_gqa", 8, 2, 128}, {"qwen2_bias", 4, 1, 64}, {"llama3_scaled", 16, 4, 64}};
+    const Shape shapes[] = {{"qwen3_gqa", 4, 2, 128},
+                            {"qwen3_gqa", 8, 2, 128},
+                            {"qwen2_bias", 4, 1, 64},
+                            {"llama3_scaled", 16, 4, 64}};
     const std::string root = lmscope::testing::make_temp_dir("cuda_persistent");
     for (const Shape& sh : shapes) {
         nlohmann::json cfg = nlohmann::json::parse(read_file(golden_dir(sh.base) + "/config.json"));
@@ -278,7 +281,8 @@ TEST(CudaPersistent, MatchesKernelPerOpStep) {
             std::string kind_on, kind_off;
             const std::vector<float> on = run("1", &kind_on), off = run("0", &kind_off);
             unsetenv("LMSCOPE_CUDA_PERSISTENT");
-            const std::string what = fmt::format("{} heads {}/{} D {} P={}", sh.base, sh.heads, sh.kv_heads, sh.head_dim, P);
+            const std::string what =
+                fmt::format("{} heads {}/{} D {} P={}", sh.base, sh.heads, sh.kv_heads, sh.head_dim, P);
             EXPECT_EQ(kind_on, "persistent") << what;
             EXPECT_EQ(kind_off, "per-op: LMSCOPE_CUDA_PERSISTENT is not 1") << what;
             const std::vector<double> want(off.begin(), off.end());
@@ -295,7 +299,9 @@ TEST(CudaPersistent, MatchesKernelPerOpStep) {
         cuda::CudaDecoder dev(host, {false, true});
         ADD_FAILURE() << "LMSCOPE_CUDA_PERSISTENT=yes accepted";
     } catch (const std::exception& e) {
-        EXPECT_NE(std::string(e.what()).find("LMSCOPE_CUDA_PERSISTENT=yes: expected 0 or 1"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("LMSCOPE_CUDA_PERSISTENT=yes: expected 0 or 1"),
+                  std::string::npos)
+            << e.what();
     }
     unsetenv("LMSCOPE_CUDA_PERSISTENT");
     std::filesystem::remove_all(root);

@@ -117,8 +117,10 @@ __device__ __forceinline__ void lane_to_f32(const LaneRow<KT, DV>& row, float (&
 #pragma unroll
         for (int e = 0; e < DV / 2; ++e) {
             float2 f;
-            if constexpr (std::is_same_v<KT, __half>) f = __half22float2(h[e]);
-            else f = __bfloat1622float2(h[e]);
+            if constexpr (std::is_same_v<KT, __half>)
+                f = __half22float2(h[e]);
+            else
+                f = __bfloat1622float2(h[e]);
             out[2 * e] = f.x;
             out[2 * e + 1] = f.y;
         }
@@ -153,7 +155,8 @@ struct WarpSoftmax {
 
     /** Adds the U keys k[u] / v[u] for which live(u) holds. */
     template <typename KT, int U, class Live>
-    __device__ __forceinline__ void add(const LaneRow<KT, DV> (&k)[U], const LaneRow<KT, DV> (&v)[U], Live&& live) {
+    __device__ __forceinline__ void add(const LaneRow<KT, DV> (&k)[U], const LaneRow<KT, DV> (&v)[U],
+                                        Live&& live) {
         float s[U][MAXG];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
@@ -200,7 +203,8 @@ struct WarpSoftmax {
     }
 
     /** This warp's state into shared memory: sM, sL [warps][G], sO [warps][G][D]. */
-    __device__ __forceinline__ void store(float* sM, float* sL, float* sO, int G, int D, int warp, int lane) const {
+    __device__ __forceinline__ void store(float* sM, float* sL, float* sO, int G, int D, int warp,
+                                          int lane) const {
 #pragma unroll
         for (int g = 0; g < MAXG; ++g) {
             if (g >= G) break;
@@ -220,8 +224,8 @@ struct WarpSoftmax {
  * keys has m = -inf and weighs nothing).
  */
 template <int WARPS>
-__device__ __forceinline__ void combine_warps(int i, int G, int D, const float* sM, const float* sL, const float* sO,
-                                              float& M, float& Ls, float& Os) {
+__device__ __forceinline__ void combine_warps(int i, int G, int D, const float* sM, const float* sL,
+                                              const float* sO, float& M, float& Ls, float& Os) {
     const int g = i / D;
     M = -INFINITY;
 #pragma unroll
