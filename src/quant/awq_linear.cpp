@@ -89,6 +89,7 @@ Linear make_awq_linear(std::string name, Tensor qweight, Tensor qzeros, Tensor s
     l.out_features = qweight.dim(1) * 8;
     // the CPU decode streams qweight by column tile (quant/awq_pack.h); the copy is the same size
     if (tiles) l.qweight_tiles = awq_tile_qweight(qweight);
+    if (l.qweight_tiles.defined()) l.group_tiles = awq_tile_groups(qzeros, scales);
     l.weight = std::move(qweight);
     l.qzeros = std::move(qzeros);
     l.scale = std::move(scales);

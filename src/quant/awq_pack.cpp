@@ -76,6 +76,27 @@ Tensor awq_tile_qweight(const Tensor& qweight) {
     return t;
 }
 
+Tensor awq_tile_groups(const Tensor& qzeros, const Tensor& scales) {
+    LMS_CHECK(qzeros.dtype() == DType::I32 && qzeros.shape().size() == 2 && scales.shape().size() == 2);
+    LMS_CHECK(scales.dtype() == DType::F16 || scales.dtype() == DType::F32);
+    const int64_t ng = qzeros.dim(0), pc = qzeros.dim(1), out = scales.dim(1);
+    LMS_CHECK(scales.dim(0) == ng && out == pc * 8);
+    const int64_t nt = (out + kAwqTileCols - 1) / kAwqTileCols, sb = static_cast<int64_t>(dtype_size(scales.dtype()));
+    const int64_t rec = 2 + kAwqTileCols * sb / 4;  // int32 per record
+    Tensor t = Tensor::zeros(DType::I32, {nt, ng, rec});
+    int32_t* dst = t.data_mut<int32_t>();
+    const int32_t* z = qzeros.data<int32_t>();
+    const auto* sc = static_cast<const uint8_t*>(scales.raw());
+    for (int64_t ti = 0; ti < nt; ++ti)
+        for (int64_t gi = 0; gi < ng; ++gi) {
+            int32_t* r = dst + (ti * ng + gi) * rec;
+            for (int64_t c = 2 * ti; c < std::min(pc, 2 * ti + 2); ++c) r[c - 2 * ti] = z[gi * pc + c];
+            const int64_t n0 = ti * kAwqTileCols, n = std::min(kAwqTileCols, out - n0);
+            std::memcpy(r + 2, sc + (gi * out + n0) * sb, static_cast<size_t>(n * sb));
+        }
+    return t;
+}
+
 void awq_check_group(int64_t in, int64_t group, const std::string& what) {
     if (group <= 0) fail("{}: AWQ group size must be positive, got {}", what, group);
     if (in % group != 0)

@@ -75,6 +75,14 @@ inline constexpr int64_t kAwqTileRows = 8;
  * tensor when in % 8 != 0 (the GEMV then reads the gemm layout).
  */
 Tensor awq_tile_qweight(const Tensor& qweight);
+/**
+ * Each tile's zero points and scales, group by group, for the same GEMV: record (t, gi) = the two qzeros
+ * int32 of columns 16 t .. 16 t + 15 (packed as in qzeros), then their 16 scales (F16 bits, two a lane, or
+ * F32), I32 (ceil(out / 16), in / g, 2 + 8 or 2 + 16); values past out are 0. In qzeros / scales a group's
+ * row is out values long, so a tile read one line of each per group, lines `out` x 2 bytes apart that
+ * fell into 1-2 L1 sets for out = 1024 / 2048 (cpu_notes v19); here they follow each other.
+ */
+Tensor awq_tile_groups(const Tensor& qzeros, const Tensor& scales);
 
 /** Code of packed column n (logical) from a packed row: (packed[n/8] >> 4*kAwqReverseOrder[n%8]) & 15. */
 inline int awq_unpack_nibble(const int32_t* packed_row, int64_t n) {

@@ -23,6 +23,8 @@ struct AwqWeight {
     const float* sf;       // scales (ng, out) as f32, or null when F16
     const uint16_t* sh;    // scales (ng, out) as F16 bits, or null
     int64_t in, out, pc, g, ng;
+    const int32_t* groups = nullptr;  // awq_tile_groups' records (with tiles), or null
+    int64_t grec = 0;                 // int32 per record
 };
 
 /** Where the f32 GEMV reads packed column c (c % 8 == 0) of row 0 (gemm layout), and the distance between rows. */

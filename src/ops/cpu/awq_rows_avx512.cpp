@@ -190,9 +190,15 @@ LMS_VNNI void tile_i16(const AwqWeight& w, const AwqX16& x, int64_t t, float* y)
     const int32_t* wt = w.tiles + t * nb * kAwqTileCols;
     const int64_t n0 = t * kAwqTileCols, valid = std::min<int64_t>(kAwqTileCols, w.out - n0);
     const __mmask16 m = lanes(valid), mw = valid > 8 ? __mmask16(3) : __mmask16(1);
-    // the scales and zero points of the tile kScaleAhead tiles on: strided lines (a group's row of them is
-    // out values long), which the hardware does not prefetch; each missed one stalled a group's epilogue
-    if (const int64_t na = n0 + kScaleAhead * kAwqTileCols; na < w.out)
+    // the scales and zero points of the tile kScaleAhead tiles on: the tile's group records (one run of
+    // lines), or in qzeros / scales strided lines (a group's row of them is out values long), which the
+    // hardware does not prefetch; each missed one stalled a group's epilogue
+    if (w.groups) {
+        if (t + kScaleAhead < (w.out + kAwqTileCols - 1) / kAwqTileCols) {
+            const char* g = reinterpret_cast<const char*>(w.groups + (t + kScaleAhead) * w.ng * w.grec);
+            for (int64_t off = 0; off < w.ng * w.grec * 4; off += 64) _mm_prefetch(g + off, _MM_HINT_T0);
+        }
+    } else if (const int64_t na = n0 + kScaleAhead * kAwqTileCols; na < w.out)
         for (int64_t gi = 0; gi < w.ng; ++gi) {
             _mm_prefetch(reinterpret_cast<const char*>(w.sf ? static_cast<const void*>(w.sf + gi * w.out + na)
                                                             : static_cast<const void*>(w.sh + gi * w.out + na)),
@@ -215,12 +221,14 @@ LMS_VNNI void tile_i16(const AwqWeight& w, const AwqX16& x, int64_t t, float* y)
         // y += s dx (acc - z xs), the difference exact in int32
         const __m512i acc = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a[0], a[1]), _mm512_add_epi32(a[2], a[3])),
                                              _mm512_add_epi32(_mm512_add_epi32(b2[0], b2[1]), _mm512_add_epi32(b2[2], b2[3])));
-        const __m512i z = codes16(w.qz + gi * w.pc + n0 / 8, mw);
+        const int32_t* gr = w.groups ? w.groups + (t * w.ng + gi) * w.grec : nullptr;  // zeros, then scales
+        const __m512i z = codes16(gr ? gr : w.qz + gi * w.pc + n0 / 8, mw);
         const __m512 d =
             _mm512_maskz_cvtepi32_ps(kAll16, _mm512_sub_epi32(acc, _mm512_mullo_epi32(z, _mm512_set1_epi32(x.xs[gi]))));
         const int64_t s0 = gi * w.out + n0;
-        const __m512 s = w.sf ? _mm512_maskz_loadu_ps(m, w.sf + s0)
-                              : _mm512_maskz_cvtph_ps(kAll16, _mm256_maskz_loadu_epi16(m, w.sh + s0));
+        const __m512 s = w.sf ? _mm512_maskz_loadu_ps(m, gr ? reinterpret_cast<const float*>(gr + 2) : w.sf + s0)
+                              : _mm512_maskz_cvtph_ps(kAll16, _mm256_maskz_loadu_epi16(
+                                                                  m, gr ? reinterpret_cast<const uint16_t*>(gr + 2) : w.sh + s0));
         yv = _mm512_fmadd_ps(_mm512_mul_ps(s, _mm512_set1_ps(x.dx[gi])), d, yv);
     }
     _mm512_mask_storeu_ps(y + n0, m, yv);

@@ -41,6 +41,10 @@ awqcpu::AwqWeight awq_weight(const Linear& w) {
         aw.sh = w.scale.data<uint16_t>();
     else
         aw.sf = w.scale.data<float>();
+    if (w.group_tiles.defined()) {
+        aw.groups = w.group_tiles.data<int32_t>();
+        aw.grec = w.group_tiles.dim(2);
+    }
     return aw;
 }
 
