@@ -23,7 +23,7 @@ namespace {
 
 // Attached, it sends the decoder down the plain path; it wants no tensor.
 class NoTensors : public TensorObserver {
-public:
+  public:
     bool wants(const std::string&) const override { return false; }
     void observe(const std::string&, const float*, const Shape&) override {}
 };
@@ -36,7 +36,8 @@ std::vector<float> decode_logits(DecoderModel& model, DType kv, bool plain) {
     std::vector<float> lg(static_cast<size_t>(6 * V));
     NoTensors none;
     model.forward(ids, 5, c, lg.data(), false, plain ? &none : nullptr);
-    for (int64_t t = 5; t < 11; ++t) model.forward(ids + t, 1, c, lg.data() + (t - 5) * V, false, plain ? &none : nullptr);
+    for (int64_t t = 5; t < 11; ++t)
+        model.forward(ids + t, 1, c, lg.data() + (t - 5) * V, false, plain ? &none : nullptr);
     return lg;
 }
 
@@ -45,7 +46,8 @@ void expect_fused_equals_plain(const std::string& dir) {
     for (int threads : {1, 2, 3}) {
         ThreadPool::set_global_threads(threads);
         for (DType kv : {DType::F32, DType::F16}) {
-            const std::vector<float> fused = decode_logits(model, kv, false), plain = decode_logits(model, kv, true);
+            const std::vector<float> fused = decode_logits(model, kv, false),
+                                     plain = decode_logits(model, kv, true);
             ASSERT_EQ(fused.size(), plain.size());
             EXPECT_EQ(std::memcmp(fused.data(), plain.data(), sizeof(float) * fused.size()), 0)
                 << dir << ", " << threads << " threads, " << dtype_name(kv) << " cache";

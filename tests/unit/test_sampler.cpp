@@ -27,7 +27,8 @@ TEST(Sampler, ArgmaxIsTheScalarLoopsIndex) {
         for (int trial = 0; trial < 40; ++trial) {
             std::vector<float> x(static_cast<size_t>(n));
             std::uniform_int_distribution<int> small(-3, 3), kind(0, 9), pick(0, 6);
-            for (float& v : x) v = kind(g) < 8 ? static_cast<float>(small(g)) : specials[pick(g)];  // many ties
+            for (float& v : x)
+                v = kind(g) < 8 ? static_cast<float>(small(g)) : specials[pick(g)];  // many ties
             if (trial % 4 == 1) x.assign(x.size(), -INFINITY);
             if (trial % 4 == 2)
                 for (float& v : x) v = std::isnan(v) ? v : (kind(g) < 5 ? NAN : -INFINITY);

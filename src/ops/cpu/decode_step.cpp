@@ -13,7 +13,8 @@ namespace lmscope {
 namespace {
 
 // Heads [h0, h1) of job j's share for thread p of P (shares are whole heads: align_shares)
-void share_heads(const decode::Job& j, int64_t p, int64_t P, int64_t out, int64_t D, int64_t& h0, int64_t& h1) {
+void share_heads(const decode::Job& j, int64_t p, int64_t P, int64_t out, int64_t D, int64_t& h0,
+                 int64_t& h1) {
     int64_t u0, u1;
     decode::share(j, p, P, u0, u1);
     h0 = std::min(out, u0 * j.cols) / D;
@@ -64,15 +65,18 @@ struct SwiGluAfter {
 void swiglu_after(const void* state, const decode::Job* jobs, int, int64_t p, int64_t P) {
     const auto& s = *static_cast<const SwiGluAfter*>(state);
     int64_t u0, u1;
-    decode::share(jobs[0], p, P, u0, u1);  // gate's and up's shares are the same columns (checked by the caller)
+    decode::share(jobs[0], p, P, u0,
+                  u1);  // gate's and up's shares are the same columns (checked by the caller)
     const int64_t c0 = std::min(s.I, u0 * jobs[0].cols), c1 = std::min(s.I, u1 * jobs[0].cols);
     for (int64_t t = 0; t < s.T; ++t)
-        if (c0 < c1) simd::silu_mul_row(s.gate + t * s.I + c0, s.up + t * s.I + c0, c1 - c0, s.act + t * s.I + c0);
+        if (c0 < c1)
+            simd::silu_mul_row(s.gate + t * s.I + c0, s.up + t * s.I + c0, c1 - c0, s.act + t * s.I + c0);
 }
 
 }  // namespace
 
-void qkv_rope_store_cpu(const float* x, const Linear& wq, const Linear& wk, const Linear& wv, const QkvAfter& a) {
+void qkv_rope_store_cpu(const float* x, const Linear& wq, const Linear& wk, const Linear& wv,
+                        const QkvAfter& a) {
     LMS_CHECK(a.T < 4 && wq.out() == a.Hq * a.D && wk.out() == a.Hkv * a.D && wv.out() == a.Hkv * a.D);
     const Linear* ws[3] = {&wq, &wk, &wv};
     float* ys[3] = {a.q, a.k, a.v};
@@ -83,7 +87,8 @@ void qkv_rope_store_cpu(const float* x, const Linear& wq, const Linear& wk, cons
     decode::run_jobs(jobs, 3, &after);
 }
 
-void gate_up_silu_cpu(const float* x, int64_t T, const Linear& gate, const Linear& up, float* act, float* up_buf) {
+void gate_up_silu_cpu(const float* x, int64_t T, const Linear& gate, const Linear& up, float* act,
+                      float* up_buf) {
     LMS_CHECK(T < 4 && gate.out() == up.out());
     const Linear* ws[2] = {&gate, &up};
     float* ys[2] = {act, up_buf};
@@ -91,7 +96,8 @@ void gate_up_silu_cpu(const float* x, int64_t T, const Linear& gate, const Linea
     decode::make_jobs(x, T, ws, ys, 2, jobs);
     const SwiGluAfter s{act, up_buf, act, T, gate.out()};
     const decode::After after{&s, swiglu_after};
-    const bool same = jobs[0].units == jobs[1].units && jobs[0].grain == jobs[1].grain && jobs[0].cols == jobs[1].cols;
+    const bool same =
+        jobs[0].units == jobs[1].units && jobs[0].grain == jobs[1].grain && jobs[0].cols == jobs[1].cols;
     decode::run_jobs(jobs, 2, same ? &after : nullptr);
     if (!same) silu_mul_cpu(act, up_buf, T * gate.out(), act);  // the shares differ: SwiGLU after the join
 }

@@ -20,9 +20,10 @@ struct QkvAfter {
     float eps = 0.0f;
     const float* cos = nullptr;  // (T, D / 2)
     const float* sin = nullptr;
-    float *q = nullptr, *k = nullptr, *v = nullptr;  // the projections: (T, Hq * D), (T, Hkv * D), (T, Hkv * D)
-    DType cache_dtype = DType::F16;                  // F32 or F16
-    void *k_cache = nullptr, *v_cache = nullptr;     // the cache rows of the T new positions: (T, Hkv * D)
+    float *q = nullptr, *k = nullptr,
+          *v = nullptr;                           // the projections: (T, Hq * D), (T, Hkv * D), (T, Hkv * D)
+    DType cache_dtype = DType::F16;               // F32 or F16
+    void *k_cache = nullptr, *v_cache = nullptr;  // the cache rows of the T new positions: (T, Hkv * D)
 };
 
 /**
@@ -30,9 +31,12 @@ struct QkvAfter {
  * aligned to whole heads; each thread then norms (if given) and rotates its q and k heads and stores its
  * k and v heads into the cache rows.
  */
-void qkv_rope_store_cpu(const float* x, const Linear& wq, const Linear& wk, const Linear& wv, const QkvAfter& a);
+void qkv_rope_store_cpu(const float* x, const Linear& wq, const Linear& wk, const Linear& wv,
+                        const QkvAfter& a);
 
-/** act = silu(x Wg^T) * (x Wu^T) for T < 4 tokens, each thread's SwiGLU on its own columns; up: (T, I) scratch. */
-void gate_up_silu_cpu(const float* x, int64_t T, const Linear& gate, const Linear& up, float* act, float* up_buf);
+/** act = silu(x Wg^T) * (x Wu^T) for T < 4 tokens, each thread's SwiGLU on its own columns; up: (T, I)
+ * scratch. */
+void gate_up_silu_cpu(const float* x, int64_t T, const Linear& gate, const Linear& up, float* act,
+                      float* up_buf);
 
 }  // namespace lmscope
