@@ -127,11 +127,22 @@ __device__ __forceinline__ void copy_cg(int n4, At&& at, Put&& put) {
 struct Phase {
     const bf16* w = nullptr;
     int64_t ld = 0, col0 = 0;
-    int in = 0, R = 1, row_off = 0, ib = 0, n = 0, ipb = 0, ks = 1;
+    int in = 0, R = 1, row_off = 0, ib = 0, n = 0, ks = 1;
     // 16-byte vectors per lane and row part
     __device__ __forceinline__ int c() const { return in / 256 / ks; }
     __device__ __forceinline__ uint32_t bytes() const { return static_cast<uint32_t>(R) * n * in * 2; }
 };
+
+/**
+ * Warps per item for a block holding n items of `in` columns: the most (a power of two) that still fit
+ * the block's warps and divide the row in 256-column parts. Shared by the kernel (make_phase) and the
+ * host's sizing (phase_cost).
+ */
+__host__ __device__ __forceinline__ int warps_per_item(int64_t n, int64_t in) {
+    int ks = 1;
+    while (ks < kWarps && n * ks * 2 <= kWarps && in % (256 * ks * 2) == 0) ks *= 2;
+    return ks;
+}
 
 /** Items [0, items) split in contiguous runs of ceil(items / blocks) per block. */
 __device__ __forceinline__ Phase make_phase(const void* w, int64_t ld, int64_t col0, int in, int items, int R,
@@ -143,12 +154,10 @@ __device__ __forceinline__ Phase make_phase(const void* w, int64_t ld, int64_t c
     p.in = in;
     p.R = R;
     p.row_off = row_off;
-    p.ipb = (items + blocks - 1) / blocks;
-    p.ib = block * p.ipb;
-    p.n = max(0, min(p.ipb, items - p.ib));
-    // the most warps per item that still divide the row in 256-column parts
-    p.ks = 1;
-    while (p.ks < kWarps && p.n * p.ks * 2 <= kWarps && in % (256 * p.ks * 2) == 0) p.ks *= 2;
+    const int per_block = (items + blocks - 1) / blocks;
+    p.ib = block * per_block;
+    p.n = max(0, min(per_block, items - p.ib));
+    p.ks = warps_per_item(p.n, in);
     return p;
 }
 
@@ -702,16 +711,13 @@ struct PhaseCost {
     int64_t bytes = 0, slots = 0;
 };
 PhaseCost phase_cost(int64_t in, int64_t items, int64_t R, int64_t blocks) {
-    const int64_t n = (items + blocks - 1) / blocks;
-    int64_t ks = 1;
-    while (ks < kWarps && n * ks * 2 <= kWarps && in % (256 * ks * 2) == 0) ks *= 2;
+    const int64_t n = (items + blocks - 1) / blocks, ks = warps_per_item(n, in);
     return {R * n * in * 2, (n * ks + kWarps - 1) / kWarps * R};
 }
 
 }  // namespace
 
 struct PersistentDecode::Plan {
-    PersistentShape shape;
     Args args{};
     KernelFn kernel = nullptr;
     int blocks = 0;
@@ -773,7 +779,6 @@ std::unique_ptr<PersistentDecode> PersistentDecode::create(const PersistentShape
     std::unique_ptr<PersistentDecode> d(new PersistentDecode());
     d->p_ = std::make_unique<Plan>();
     Plan& p = *d->p_;
-    p.shape = s;
     p.kernel = kernel;
     p.blocks = blocks;
     p.smem = smem;

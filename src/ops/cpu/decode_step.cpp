@@ -65,8 +65,8 @@ struct SwiGluAfter {
 void swiglu_after(const void* state, const decode::Job* jobs, int, int64_t p, int64_t P) {
     const auto& s = *static_cast<const SwiGluAfter*>(state);
     int64_t u0, u1;
-    decode::share(jobs[0], p, P, u0,
-                  u1);  // gate's and up's shares are the same columns (checked by the caller)
+    // gate's and up's shares are the same columns (checked by the caller)
+    decode::share(jobs[0], p, P, u0, u1);
     const int64_t c0 = std::min(s.I, u0 * jobs[0].cols), c1 = std::min(s.I, u1 * jobs[0].cols);
     for (int64_t t = 0; t < s.T; ++t)
         if (c0 < c1)
