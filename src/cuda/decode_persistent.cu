@@ -822,7 +822,10 @@ std::unique_ptr<PersistentDecode> PersistentDecode::create(const PersistentShape
     a.wbuf_elems = wb0 / 2;
     a.o_heads = p.o_heads.get<bf16>();
     a.phase_floats = static_cast<int>(phase_floats);
-    if (const char* t = std::getenv("LMSCOPE_CUDA_PERSISTENT_TIMING"); t && t[0] == '1') {
+    const char* t = std::getenv("LMSCOPE_CUDA_PERSISTENT_TIMING");
+    if (t && std::string(t) != "0" && std::string(t) != "1")
+        throw_usage_error(format_msg("LMSCOPE_CUDA_PERSISTENT_TIMING={}: expected 0 or 1", t));
+    if (t && std::string(t) == "1") {
         p.tstamp.resize(sizeof(unsigned long long) * layers.size() * kStamps * blocks);
         CUDA_CHECK(cudaMemset(p.tstamp.get(), 0, p.tstamp.size()));
         a.tstamp = p.tstamp.get<unsigned long long>();

@@ -237,7 +237,7 @@ std::vector<int32_t> some_ids(int64_t T, int64_t V) {
 // per kv head. A short context (most attention splits empty) and a 300-token one (several keys per
 // warp): decode logits within 1e-4 relative error (f32 sums in another order; a BF16 cache row may
 // round apart), and not bit-identical (else the persistent kernel did not run). A bad
-// LMSCOPE_CUDA_PERSISTENT names itself.
+// LMSCOPE_CUDA_PERSISTENT or LMSCOPE_CUDA_PERSISTENT_TIMING names itself.
 TEST(CudaPersistent, MatchesKernelPerOpStep) {
     if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
     struct Shape {
@@ -303,6 +303,17 @@ TEST(CudaPersistent, MatchesKernelPerOpStep) {
                   std::string::npos)
             << e.what();
     }
+    setenv("LMSCOPE_CUDA_PERSISTENT", "1", 1);
+    setenv("LMSCOPE_CUDA_PERSISTENT_TIMING", "on", 1);
+    try {
+        cuda::CudaDecoder dev(host, {false, true});
+        ADD_FAILURE() << "LMSCOPE_CUDA_PERSISTENT_TIMING=on accepted";
+    } catch (const std::exception& e) {
+        EXPECT_NE(std::string(e.what()).find("LMSCOPE_CUDA_PERSISTENT_TIMING=on: expected 0 or 1"),
+                  std::string::npos)
+            << e.what();
+    }
+    unsetenv("LMSCOPE_CUDA_PERSISTENT_TIMING");
     unsetenv("LMSCOPE_CUDA_PERSISTENT");
     std::filesystem::remove_all(root);
 }
