@@ -28,6 +28,7 @@ struct Linear {
     Tensor qzeros;  // AwqInt4 only
     Tensor qweight_tiles;  // AwqInt4: weight regrouped by column tile for the CPU GEMV (awq_tile_qweight), optional
     Tensor group_tiles;    // AwqInt4, with qweight_tiles: zero points and scales per tile (awq_tile_groups)
+    Tensor fp8_rows4;      // Fp8Block: the codes in the 4-row layout (ops/cpu/fp8_rows.h), optional
     int64_t block_out = 128, block_in = 128;  // Fp8Block block size
     int64_t group_size = 128;                 // AwqInt4 group size along in
     int64_t in_features = 0, out_features = 0;

@@ -18,6 +18,7 @@
 #include <limits>
 #include <random>
 
+#include "ops/cpu/fp8_rows.h"
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/simd.h"
 #include "ops/ops.h"
@@ -87,6 +88,13 @@ Linear fp8_linear(int64_t out, int64_t in, Fp8BlockSize b, bool bias, std::mt199
     return l;
 }
 
+// The same linear with the 4-row copy of its codes (ops/cpu/fp8_rows.h), as load_weights makes it.
+Linear with_rows4(Linear l) {
+    l.fp8_rows4 = Tensor::empty(l.weight.dtype(), l.weight.shape());
+    fp8cpu::to_rows4(l.weight.data<uint8_t>(), l.out(), l.in(), l.fp8_rows4.data_mut<uint8_t>());
+    return l;
+}
+
 // AWQ int4 linear (out, in) in the AutoAWQ gemm layout; scales F16 or F32, with or without the CPU tile copy.
 Linear awq_linear(int64_t out, int64_t in, int64_t g, bool bias, bool f32_scales, bool tiles, std::mt19937& rng) {
     auto w = randn(out * in, rng, 0.05f);
@@ -128,10 +136,14 @@ TEST_P(OpsVsRef, Linear) {
 
 TEST_P(OpsVsRef, LinearFp8) {
     struct Case { int64_t out, in; Fp8BlockSize b; };
-    for (Case c : {Case{1, 1, {128, 128}}, Case{7, 33, {128, 128}}, Case{33, 127, {16, 24}}, Case{129, 300, {128, 128}},
-                   Case{64, 256, {32, 64}}, Case{17, 1000, {128, 128}}, Case{5, 4097, {128, 128}}})
+    // the 4-row layout where in and block_in are multiples of 64: whole groups, tail rows, 1 to 3 tokens
+    for (Case c : {Case{1, 1, {128, 128}}, Case{7, 33, {128, 128}}, Case{33, 127, {16, 24}},
+                   Case{129, 300, {128, 128}}, Case{64, 256, {32, 64}}, Case{17, 1000, {128, 128}},
+                   Case{5, 4097, {128, 128}}, Case{130, 512, {128, 128}}, Case{71, 192, {16, 64}},
+                   Case{3, 128, {128, 128}}})
         for (int64_t T : {1, 2, 3, 4, 5, 13}) {
             Linear w = fp8_linear(c.out, c.in, c.b, c.out % 2 == 1, rng_);
+            if (fp8cpu::rows4_fits(c.in, c.b.in) && T != 5) w = with_rows4(std::move(w));
             auto x = randn(T * c.in, rng_);
             if (T == 2) x[static_cast<size_t>(c.in)] = 3e5f;  // token 1: |x| >= 64, another pre-scale (fp8_rows_avx512.cpp)
             for (bool act : {false, true}) {
@@ -141,8 +153,9 @@ TEST_P(OpsVsRef, LinearFp8) {
                 linear_fp8_cpu(x.data(), T, w, y.data());
                 linear_fp8_ref(x.data(), T, w, yr.data());
                 set_fp8_activation_mode(false);
-                ASSERT_LE(max_rel_diff(y, yr), kTol) << "T=" << T << " out=" << c.out << " in=" << c.in << " block "
-                                                     << c.b.out << "x" << c.b.in << " act=" << act;
+                ASSERT_LE(max_rel_diff(y, yr), kTol)
+                    << "T=" << T << " out=" << c.out << " in=" << c.in << " block " << c.b.out << "x"
+                    << c.b.in << " act=" << act << " rows4 " << w.fp8_rows4.defined();
             }
         }
 }

@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/dtype.h"
 #include "ops/cpu/hsum.h"
@@ -135,6 +136,15 @@ __attribute__((target("avx2,fma,f16c"))) void row_to_f32_avx2(const Fp8Weight& w
             _mm256_storeu_ps(out + (k - k0), _mm256_mul_ps(_mm256_cvtph_ps(codes8_to_half(codes + k)), s));
         for (; k < seg_end; ++k) out[k - k0] = L[codes[k]] * srow[kb];
     }
+}
+
+void to_rows4(const uint8_t* codes, int64_t out, int64_t in, uint8_t* dst) {
+    const int64_t groups = out / 4;
+    for (int64_t g = 0; g < groups; ++g)
+        for (int64_t k = 0; k < in; k += 64)
+            for (int64_t r = 0; r < 4; ++r)
+                std::memcpy(dst + g * 4 * in + 4 * k + 64 * r, codes + (4 * g + r) * in + k, 64);
+    std::memcpy(dst + groups * 4 * in, codes + groups * 4 * in, static_cast<size_t>((out - groups * 4) * in));
 }
 
 // ---------------- dispatch ----------------

@@ -44,7 +44,13 @@ fp8cpu::Fp8Weight fp8_weight(const Linear& w) {
     LMS_CHECK(w.format == LinearFormat::Fp8Block && w.weight.dtype() == DType::F8_E4M3);
     LMS_CHECK(w.scale.defined() && w.scale.dtype() == DType::F32);
     const int64_t in = w.in(), bi = w.block_in;
-    return {w.weight.data<uint8_t>(), w.scale.data<float>(), w.out(), in, bi, w.block_out, (in + bi - 1) / bi};
+    fp8cpu::Fp8Weight fw{w.weight.data<uint8_t>(), w.scale.data<float>(), w.out(), in, bi, w.block_out,
+                         (in + bi - 1) / bi};
+    if (w.fp8_rows4.defined()) {
+        LMS_CHECK(fp8cpu::rows4_fits(in, bi) && w.fp8_rows4.nbytes() == w.weight.nbytes());
+        fw.rows4 = w.fp8_rows4.data<uint8_t>();
+    }
+    return fw;
 }
 
 struct Fp8Decode {
