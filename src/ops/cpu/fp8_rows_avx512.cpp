@@ -55,9 +55,10 @@ inline __mmask16 mask16(int64_t n) {
 // unit: what a block's sum is multiplied by besides the block scale (2^(120 - shift) for the direct
 // decode of x * 2^shift, 256 for the F16C decode of x). kRows4: rows o0 .. o0 + 3 are a group of the 4-row
 // layout (fp8_rows.h; R == 4, in and bi multiples of 64): code k of row r at 4 k + 64 r (k a multiple of 64
-// plus 0..63) from the group's start, one stream, prefetched kAhead4 bytes ahead (4 KB: 42.8 vs 40.1 / 41.8
-// GB/s for 2 / 8 KB, cpu_notes v20). Otherwise 4 row streams, each prefetched two row groups ahead.
-constexpr int64_t kAhead4 = 4096;
+// plus 0..63) from the group's start, one stream, prefetched kAhead4 bytes ahead (cpu_notes v20, v21: 5 KB
+// took 1-2% off a decode step against 4 KB at 1 and 2 threads; 2 KB +5%, 6 and 8 KB no better). Otherwise
+// 4 row streams, each prefetched two row groups ahead.
+constexpr int64_t kAhead4 = 5120;
 template <int R, bool kDirect, bool kRows4 = false>
 LMS_AVX512 void rows(const Fp8Weight& w, const float* x, float unit, int64_t o0, float* y) {
     static_assert(!kRows4 || R == 4);
