@@ -23,7 +23,7 @@ bool is_weight_dtype(DType t) { return t == DType::F32 || t == DType::F16 || t =
 // The AVX-512 FP8 GEMV reads the codes in the 4-row layout (ops/cpu/fp8_rows.h): a copy of every FP8
 // linear's codes, all in one allocation that asks for transparent huge pages (one core read the layout at
 // 44.8 GB/s from huge pages, 42.8 from 4 KB ones, the row-major codes of the file mapping at 34.6: cpu_notes
-// v20). Other ISA levels read the row-major codes; they get no copy.
+// v20); prefill reads it as well. Other ISA levels read the row-major codes; they get no copy.
 void attach_fp8_rows4(ModelWeights& w) {
     if (simd::active_isa() != simd::Isa::Avx512) return;
     std::vector<Linear*> ls;

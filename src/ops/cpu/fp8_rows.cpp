@@ -109,11 +109,9 @@ void gemv_portable(const Fp8Weight& w, const float* x, int64_t r0, int64_t r1, f
     }
 }
 
-void row_to_f32_portable(const Fp8Weight& w, int64_t o, int64_t k0, int64_t n, float* out) {
+void row_to_f32_portable(const uint8_t* c, const float* srow, int64_t bi, int64_t k0, int64_t n, float* out) {
     const float* L = lut();
-    const uint8_t* codes = w.codes + o * w.in + k0;
-    const float* srow = w.scale_row(o);
-    for (int64_t i = 0; i < n; ++i) out[i] = L[codes[i]] * srow[(k0 + i) / w.bi];
+    for (int64_t i = 0; i < n; ++i) out[i] = L[c[i]] * srow[(k0 + i) / bi];
 }
 
 // ---------------- AVX2 ----------------
@@ -123,18 +121,16 @@ void gemv_avx2(const Fp8Weight& w, const float* x, int64_t r0, int64_t r1, float
     for (; o < r1; ++o) rows_avx2<1>(w, x, o, y);
 }
 
-__attribute__((target("avx2,fma,f16c"))) void row_to_f32_avx2(const Fp8Weight& w, int64_t o, int64_t k0,
-                                                              int64_t n, float* out) {
+__attribute__((target("avx2,fma,f16c"))) void row_to_f32_avx2(const uint8_t* c, const float* srow, int64_t bi,
+                                                              int64_t k0, int64_t n, float* out) {
     const float* L = lut();
-    const uint8_t* codes = w.codes + o * w.in;
-    const float* srow = w.scale_row(o);
     const int64_t k1 = k0 + n;
     for (int64_t k = k0; k < k1;) {
-        const int64_t kb = k / w.bi, seg_end = std::min(k1, (kb + 1) * w.bi);
+        const int64_t kb = k / bi, seg_end = std::min(k1, (kb + 1) * bi);
         const __m256 s = _mm256_set1_ps(srow[kb] * 256.0f);
         for (; k + 8 <= seg_end; k += 8)
-            _mm256_storeu_ps(out + (k - k0), _mm256_mul_ps(_mm256_cvtph_ps(codes8_to_half(codes + k)), s));
-        for (; k < seg_end; ++k) out[k - k0] = L[codes[k]] * srow[kb];
+            _mm256_storeu_ps(out + (k - k0), _mm256_mul_ps(_mm256_cvtph_ps(codes8_to_half(c + (k - k0))), s));
+        for (; k < seg_end; ++k) out[k - k0] = L[c[k - k0]] * srow[kb];
     }
 }
 
@@ -165,13 +161,18 @@ void gemv(const Fp8Weight& w, const Fp8X& x, int64_t r0, int64_t r1, float* y) {
 }
 
 void row_to_f32(const Fp8Weight& w, int64_t o, int64_t k0, int64_t n, float* out) {
-    switch (simd::active_isa()) {
-        case simd::Isa::Avx512:
-            return row_to_f32_avx512(w, o, k0, n, out);
-        case simd::Isa::Avx2:
-            return row_to_f32_avx2(w, o, k0, n, out);
-        default:
-            return row_to_f32_portable(w, o, k0, n, out);
+    const auto level = simd::active_isa() == simd::Isa::Avx512 ? row_to_f32_avx512
+                       : simd::active_isa() == simd::Isa::Avx2 ? row_to_f32_avx2
+                                                               : row_to_f32_portable;
+    const float* srow = w.scale_row(o);
+    if (!w.rows4 || o >= w.out / 4 * 4) return level(w.codes + o * w.in + k0, srow, w.bi, k0, n, out);
+    // the 4-row layout (fp8_rows.h): the row's codes are 64-code runs, 4 runs apart
+    const uint8_t* g = w.rows4 + o / 4 * 4 * w.in + 64 * (o % 4);
+    if (level == row_to_f32_avx512) return row_to_f32_rows4_avx512(g, srow, w.bi, k0, n, out);
+    for (int64_t k = k0; k < k0 + n;) {  // (the layout is made for the AVX-512 level; a run a call elsewhere)
+        const int64_t run = k / 64 * 64, e = std::min(k0 + n, run + 64);
+        level(g + 4 * run + (k - run), srow, w.bi, k, e - k, out + (k - k0));
+        k = e;
     }
 }
 

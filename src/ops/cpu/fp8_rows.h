@@ -14,7 +14,8 @@
 // from DRAM on one core against 44 of a plain read: cpu_notes v20). A copy made at load (to_rows4) stores
 // each group of 4 rows as one run: per 64 inputs, row 0's 64 codes, then rows 1, 2, 3's. The group keeps
 // its place (bytes [4 g in, 4 (g + 1) in)), rows past the last whole group stay row-major, so a thread's
-// share of rows is still one contiguous range, now read front to back as one stream.
+// share of rows is still one contiguous range, now read front to back as one stream. Prefill's row_to_f32
+// reads the copy too, so that the file's row-major codes are not touched again after load.
 #pragma once
 
 #include <cstdint>
@@ -46,7 +47,7 @@ Fp8X prepare_x(const float* x, int64_t in, std::vector<float>& buf);
 /** For one token x: y[o] = sum_kb scale(o, kb) * sum_{i in block kb} x[i] * f32(code[o, i]), o in [r0, r1).
  */
 void gemv(const Fp8Weight& w, const Fp8X& x, int64_t r0, int64_t r1, float* y);
-/** out[i] = f32(code[o, k0 + i]) * scale(o, (k0 + i) / bi) for i < n. */
+/** out[i] = f32(code[o, k0 + i]) * scale(o, (k0 + i) / bi) for i < n (from rows4 where w has it). */
 void row_to_f32(const Fp8Weight& w, int64_t o, int64_t k0, int64_t n, float* out);
 
 // per-level implementations (the dispatchers above pick one)
@@ -54,8 +55,12 @@ Fp8X prepare_x_avx512(const float* x, int64_t in, std::vector<float>& buf);
 void gemv_portable(const Fp8Weight& w, const float* x, int64_t r0, int64_t r1, float* y);
 void gemv_avx2(const Fp8Weight& w, const float* x, int64_t r0, int64_t r1, float* y);
 void gemv_avx512(const Fp8Weight& w, const Fp8X& x, int64_t r0, int64_t r1, float* y);
-void row_to_f32_portable(const Fp8Weight& w, int64_t o, int64_t k0, int64_t n, float* out);
-void row_to_f32_avx2(const Fp8Weight& w, int64_t o, int64_t k0, int64_t n, float* out);
-void row_to_f32_avx512(const Fp8Weight& w, int64_t o, int64_t k0, int64_t n, float* out);
+// one run of a row: c = its codes k0 .. k0 + n - 1 (contiguous), srow = the row's block scales
+void row_to_f32_portable(const uint8_t* c, const float* srow, int64_t bi, int64_t k0, int64_t n, float* out);
+void row_to_f32_avx2(const uint8_t* c, const float* srow, int64_t bi, int64_t k0, int64_t n, float* out);
+void row_to_f32_avx512(const uint8_t* c, const float* srow, int64_t bi, int64_t k0, int64_t n, float* out);
+// the same from the 4-row layout: g = the row's first run (its group's start + 64 (o % 4))
+void row_to_f32_rows4_avx512(const uint8_t* g, const float* srow, int64_t bi, int64_t k0, int64_t n,
+                             float* out);
 
 }  // namespace lmscope::fp8cpu

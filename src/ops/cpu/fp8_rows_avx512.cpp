@@ -158,19 +158,33 @@ void gemv_avx512(const Fp8Weight& w, const Fp8X& x, int64_t r0, int64_t r1, floa
         gemv_rows<false>(w, x.x, 256.0f, r0, r1, y);
 }
 
-LMS_AVX512 void row_to_f32_avx512(const Fp8Weight& w, int64_t o, int64_t k0, int64_t n, float* out) {
+LMS_AVX512 void row_to_f32_avx512(const uint8_t* c, const float* srow, int64_t bi, int64_t k0, int64_t n,
+                                  float* out) {
     // F16C decode: the f32 result must be exact whatever MXCSR says
-    const uint8_t* codes = w.codes + o * w.in;
-    const float* srow = w.scale_row(o);
     const int64_t k1 = k0 + n;
     for (int64_t k = k0; k < k1;) {
-        const int64_t kb = k / w.bi, seg_end = std::min(k1, (kb + 1) * w.bi);
+        const int64_t kb = k / bi, seg_end = std::min(k1, (kb + 1) * bi);
         const __m512 s = _mm512_set1_ps(srow[kb] * 256.0f);
         for (; k < seg_end; k += 16) {
             const __mmask16 m = mask16(seg_end - k);
-            _mm512_mask_storeu_ps(out + (k - k0), m, _mm512_mul_ps(decode16<false>(codes + k, m), s));
+            _mm512_mask_storeu_ps(out + (k - k0), m, _mm512_mul_ps(decode16<false>(c + (k - k0), m), s));
         }
         k = seg_end;
+    }
+}
+
+LMS_AVX512 void row_to_f32_rows4_avx512(const uint8_t* g, const float* srow, int64_t bi, int64_t k0,
+                                        int64_t n, float* out) {
+    const int64_t k1 = k0 + n;
+    for (int64_t k = k0; k < k1;) {  // a 64-code run at a time (inside one block: bi is a multiple of 64)
+        const int64_t run = k / 64 * 64, e = std::min(k1, run + 64);
+        const __m512 s = _mm512_set1_ps(srow[k / bi] * 256.0f);
+        for (; k < e; k += 16) {
+            const __mmask16 m = mask16(e - k);
+            _mm512_mask_storeu_ps(out + (k - k0), m,
+                                  _mm512_mul_ps(decode16<false>(g + 4 * run + (k - run), m), s));
+        }
+        k = e;
     }
 }
 
