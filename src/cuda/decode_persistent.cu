@@ -32,6 +32,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/decode_persistent.h"
+#include "cuda/tma.cuh"
 #include "ops/cuda/attention_decode.cuh"
 #include "ops/cuda/gemv.cuh"
 
@@ -161,10 +162,6 @@ __device__ __forceinline__ Phase make_phase(const void* w, int64_t ld, int64_t c
     return p;
 }
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
 /**
  * Warp 0 asks the TMA for the block's segments of phase p into buf, completing on mbarrier mbar (lane 0
  * announces the bytes first). Whole rows of a run are one copy per r; column slices (the o
@@ -174,13 +171,7 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
 __device__ __forceinline__ void issue(const Phase& p, bf16* buf, uint64_t* mbar) {
     if (threadIdx.x >= 32) return;
     const int lane = threadIdx.x;
-    if (lane == 0) {
-        asm volatile("fence.proxy.async.shared::cta;" ::
-                         : "memory");  // earlier generic reads of buf, then async writes
-        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(mbar)),
-                     "r"(p.bytes())
-                     : "memory");
-    }
+    if (lane == 0) tma::expect_bytes(mbar, p.bytes());
     __syncwarp();
     // a contiguous run of whole rows is one copy per r (4 KB pieces spread over the lanes were slower:
     // 757 against 807 tok/s); column slices (the o projection's head) one copy per row
@@ -192,24 +183,8 @@ __device__ __forceinline__ void issue(const Phase& p, bf16* buf, uint64_t* mbar)
         const bf16* src =
             p.w + (static_cast<int64_t>(p.ib) + t + static_cast<int64_t>(r) * p.row_off) * p.ld + p.col0;
         bf16* dst = buf + (static_cast<int64_t>(r) * p.n + t) * p.in;
-        asm volatile(
-            "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                smem_u32(dst)),
-            "l"(src), "r"(bytes), "r"(smem_u32(mbar))
-            : "memory");
+        tma::copy(dst, src, bytes, mbar);
     }
-}
-
-/** Waits for the current phase (parity) of mbar, then flips the parity this thread keeps for it. */
-__device__ __forceinline__ void wait_weights(uint64_t* mbar, uint32_t& parity) {
-    uint32_t done = 0;
-    while (!done)
-        asm volatile(
-            "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
-            : "=r"(done)
-            : "r"(smem_u32(mbar)), "r"(parity)
-            : "memory");
-    parity ^= 1u;
 }
 
 /**
@@ -243,18 +218,7 @@ __device__ __forceinline__ void phase_dots(const Phase& p, const bf16* buf, cons
 #pragma unroll
         for (int s = 0; s < kSlots; ++s) {
             if (!live[s]) continue;
-            const uint4 w = rowp[s][32 * u];
-            const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&w);
-            const float2 w0 = __bfloat1622float2(h[0]), w1 = __bfloat1622float2(h[1]),
-                         w2 = __bfloat1622float2(h[2]), w3 = __bfloat1622float2(h[3]);
-            a0[s] = fmaf(w0.x, xa.x, a0[s]);
-            a1[s] = fmaf(w2.x, xb.x, a1[s]);
-            a0[s] = fmaf(w0.y, xa.y, a0[s]);
-            a1[s] = fmaf(w2.y, xb.y, a1[s]);
-            a0[s] = fmaf(w1.x, xa.z, a0[s]);
-            a1[s] = fmaf(w3.x, xb.z, a1[s]);
-            a0[s] = fmaf(w1.y, xa.w, a0[s]);
-            a1[s] = fmaf(w3.y, xb.w, a1[s]);
+            gemv::fma_bf16x8(rowp[s][32 * u], xa, xb, a0[s], a1[s]);
         }
     }
 #pragma unroll
@@ -575,9 +539,9 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persistent_kernel(Args a) 
     const int lane = threadIdx.x & 31;
     uint32_t par0 = 0, par1 = 0;
     if (threadIdx.x == 0) {
-        asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(&mbar[0])) : "memory");
-        asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(&mbar[1])) : "memory");
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        tma::init(&mbar[0], 1);
+        tma::init(&mbar[1], 1);
+        tma::fence_init();
     }
     __syncthreads();
     asm volatile("griddepcontrol.launch_dependents;");
@@ -609,7 +573,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persistent_kernel(Args a) 
             // start, their stream queued in front of those reads (an L2 round trip took 2.7 us)
             issue(ph_o(a, l), wb1, &mbar[1]);
             stamp(a, l, 14);
-            wait_weights(&mbar[0], par0);
+            tma::wait(&mbar[0], par0);
             stamp(a, l, 15);
             phase_dots(p, wb0, X, lane, acc, spart);
             stamp(a, l, 16);
@@ -630,7 +594,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persistent_kernel(Args a) 
             const gemv::Xs X(sm, a.G * a.D);
             if (p.n > 0) merge_head(a, blockIdx.x % a.Hkv, X, sm + a.G * a.D);
             stamp(a, l, 18);
-            wait_weights(&mbar[1], par1);
+            tma::wait(&mbar[1], par1);
             stamp(a, l, 19);
             if (p.n > 0) {
                 phase_dots(p, wb1, X, lane, acc, spart);
@@ -651,7 +615,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persistent_kernel(Args a) 
             stamp(a, l, 20);
             issue(ph_down(a, l), wb1, &mbar[1]);
             stamp(a, l, 21);
-            wait_weights(&mbar[0], par0);
+            tma::wait(&mbar[0], par0);
             stamp(a, l, 22);
             phase_dots(p, wb0, X, lane, acc, spart);
             each_item(p, acc, [&](int, int i, float gt, float up) { a.h[i] = gt / (1.0f + expf(-gt)) * up; });
@@ -677,7 +641,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persistent_kernel(Args a) 
                 for (int k = 0; k < kSlots; ++k)
                     if (k == j) res[k] = __ldcg(a.xb + i);
             });
-            wait_weights(&mbar[1], par1);
+            tma::wait(&mbar[1], par1);
             stamp(a, l, 25);
             phase_dots(p, wb1, X, lane, acc, spart);
             each_item(p, acc, [&](int j, int i, float v, float) {

@@ -22,6 +22,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/cuda_api.h"
+#include "cuda/decode_attn_block.h"
 #include "cuda/decode_persistent.h"
 #include "cuda/decoder_trace.cuh"
 #include "model/decoder.h"
@@ -139,6 +140,9 @@ struct CudaDecoder::Impl {
     size_t gemv_next = 0, l2_next = 0;            // GEMV about to be enqueued; first linear not yet asked for
     std::unique_ptr<PersistentDecode> persistent;  // the one-kernel batch-1 step, where the shape allows
     std::string persistent_why;                    // why not, when persistent is null
+    std::unique_ptr<AttnBlockDecode>
+        attn_block;              // q|k|v + attention + o of a batch-1 decode layer in one kernel
+    std::string attn_block_why;  // why not, when attn_block is null
     DeviceTrace tr;       // set during a traced prefill
     DeviceBuffer tr_buf;  // trace-only outputs (never read by the forward)
 
@@ -221,6 +225,27 @@ struct CudaDecoder::Impl {
         shape.D = cfg.head_dim;
         shape.eps = static_cast<float>(cfg.rms_norm_eps);
         persistent = PersistentDecode::create(shape, pl, inv_freq.get<float>(), &persistent_why);
+    }
+
+    // q|k|v GEMV + attention + o GEMV of a batch-1 decode layer in one kernel (decode_attn_block.h):
+    // BF16 q|k|v and o weights, a BF16 cache
+    void make_attn_block() {
+        const auto no = [&](const char* why) { attn_block_why = why; };
+        if (!attn_block_enabled()) return no("LMSCOPE_CUDA_ATTN_BLOCK is not 1");
+        if (knockout) return no("LMSCOPE_CUDA_KNOCKOUT");
+        if (opt.exact) return no("exact mode (f32 activations)");
+        if (kv_dtype != DType::BF16) return no("the KV cache is not BF16");
+        for (const Layer& L : layers)
+            for (const DeviceLinear* d : {&L.qkv, &L.o})
+                if (d->format != LinearFormat::Dense || d->dtype != DType::BF16)
+                    return no("q|k|v or o weights not BF16");
+        AttnBlockShape shape;
+        shape.H = cfg.hidden_size;
+        shape.Hq = cfg.num_heads;
+        shape.Hkv = cfg.num_kv_heads;
+        shape.D = cfg.head_dim;
+        shape.eps = static_cast<float>(cfg.rms_norm_eps);
+        attn_block = AttnBlockDecode::create(shape, inv_freq.get<float>(), &attn_block_why);
     }
 
     void drop_graph() {
@@ -329,6 +354,9 @@ struct CudaDecoder::Impl {
         embedding_cuda(ids, R, embed, H, xp, st);
         if (traced) tr.show("model.embed_tokens", xp, DType::F32, R, H, H, {R, H});
         const bool one_kernel = persistent && prefill_seq < 0 && !traced && R == 1 && rows.pos && !ko;
+        // the attention half of each layer in one kernel (decode_attn_block.h)
+        const bool attn_one_kernel =
+            !one_kernel && attn_block && prefill_seq < 0 && !traced && R == 1 && rows.pos && !ko;
         if (one_kernel) {
             const KvView kv0 = kv(0);
             persistent->launch(xp, xb.get<float>(), rows.pos, kv0.k, kv0.v,
@@ -338,7 +366,12 @@ struct CudaDecoder::Impl {
             const Layer& L = layers[l];
             const KvView kvl = kv(static_cast<int64_t>(l));
             if (traced) trace_norm(lname(l, "input_layernorm"), xp, R, L.in_norm);
-            if (gemm) {
+            if (attn_one_kernel) {
+                attn_block->launch(
+                    {L.in_norm, L.q_norm, L.k_norm, L.qkv_bias, L.o.bias, L.qkv.weight, L.o.weight}, xp, rows,
+                    kvl, st, pdl);
+                gemv_next += 2;  // the q|k|v and o GEMVs of the L2 prefetch chain's order
+            } else if (gemm) {
                 rms_norm_cuda(xp, R, H, L.in_norm, eps, xb.get(), act16, st);
                 linear_gemm_cuda(blas, xb.get(), R, L.qkv, qkv.get(), DType::F32, false, st, deq);
             } else if (!(ko & kKoQkv)) {
@@ -354,7 +387,9 @@ struct CudaDecoder::Impl {
             // decode rows (one new position per sequence): q/k norm, RoPE and the cache write inside
             // the attention kernel; a prefill's rows read each other's keys, so they go through the cache first
             const bool fused = prefill_seq < 0 && !traced;
-            if (fused && (ko & kKoAttn)) {
+            if (attn_one_kernel) {
+                // done above
+            } else if (fused && (ko & kKoAttn)) {
                 // left out (LMSCOPE_CUDA_KNOCKOUT)
             } else if (fused) {
                 attention_decode_fused_cuda(qkv.get<float>(), L.qkv_bias, R, Hq, Hkv, D, L.q_norm, L.k_norm, eps,
@@ -368,7 +403,7 @@ struct CudaDecoder::Impl {
                 tr.show(lname(l, "self_attn.q_rope"), q.get(), DType::F32, R, QD, QD, {R, Hq, D});
                 trace_attention(l, R, pos0, prefill_seq, kvl, scale);
             }
-            if (fused) {
+            if (fused || attn_one_kernel) {
                 // done above
             } else if (prefill_seq >= 0 && gemm && attention_prefill_supported(D))
                 attention_prefill_cuda(q.get<float>(), R, pos0, Hq, Hkv, D, scale, kvl, prefill_seq, att.get(), att_dt,
@@ -396,7 +431,8 @@ struct CudaDecoder::Impl {
                 }
                 linear_gemm_cuda(blas, act.get(), R, L.down, xp, DType::F32, true, st, deq);
             } else {
-                if (!(ko & kKoO)) linear_gemv_cuda(att.get<float>(), R, L.o, gemv_in({}), xp, H, true, st);
+                if (!(ko & kKoO) && !attn_one_kernel)
+                    linear_gemv_cuda(att.get<float>(), R, L.o, gemv_in({}), xp, H, true, st);
                 if (traced) tr.show(lname(l, "attn_residual"), xp, DType::F32, R, H, H, {R, H});
                 if (traced) trace_norm(lname(l, "post_attention_layernorm"), xp, R, L.post_norm);
                 if (!(ko & kKoGateUp))
@@ -543,6 +579,7 @@ CudaDecoder::CudaDecoder(const DecoderModel& host, CudaOptions opt) : impl_(std:
     m.inv_freq.resize(inv.size() * sizeof(float));
     m.inv_freq.upload(inv.data(), inv.size() * sizeof(float));
     m.make_persistent();
+    m.make_attn_block();
     CUDA_CHECK(cudaDeviceSynchronize());
 }
 
@@ -556,7 +593,9 @@ CudaDecoder::~CudaDecoder() {
 const ModelConfig& CudaDecoder::config() const { return impl_->cfg; }
 size_t CudaDecoder::weight_bytes() const { return impl_->wbytes; }
 std::string CudaDecoder::batch1_step() const {
-    return impl_->persistent ? "persistent" : "per-op: " + impl_->persistent_why;
+    if (impl_->persistent) return "persistent";
+    if (impl_->attn_block) return "attention-block (" + impl_->attn_block->describe() + ")";
+    return "per-op: " + impl_->persistent_why + "; " + impl_->attn_block_why;
 }
 size_t CudaDecoder::kv_bytes_per_position() const {
     return 2 * static_cast<size_t>(impl_->cfg.num_layers * impl_->cfg.kv_dim()) * dtype_size(impl_->kv_dtype);
@@ -576,6 +615,7 @@ void CudaDecoder::reset(int batch, int64_t capacity) {
     m.d_pos.resize(sizeof(int32_t) * static_cast<size_t>(batch));
     m.d_ids.resize(sizeof(int32_t) * static_cast<size_t>(batch));
     m.attn_work.release();
+    if (m.attn_block) m.attn_block->reserve_positions(capacity, m.stream);
     clear();
 }
 

@@ -228,18 +228,16 @@ std::vector<int32_t> some_ids(int64_t T, int64_t V) {
     return ids;
 }
 
-}  // namespace
-
-// The persistent batch-1 decode step (decode_persistent.cu, opt-in) against the kernel-per-op step on
-// random BF16 checkpoints of shapes it takes (hidden 256): Qwen3 with head_dim 128 and 2 or 4 query
-// heads per kv head (its two register layouts of the attention); Qwen2 with q/k/v biases (head_dim =
-// hidden / heads = 64, one kv head); Llama with no q/k norm, an o bias, head_dim 64 and 4 query heads
-// per kv head. A short context (most attention splits empty) and a 300-token one (several keys per
-// warp): decode logits within 1e-4 relative error (f32 sums in another order; a BF16 cache row may
-// round apart), and not bit-identical (else the persistent kernel did not run). A bad
-// LMSCOPE_CUDA_PERSISTENT or LMSCOPE_CUDA_PERSISTENT_TIMING names itself.
-TEST(CudaPersistent, MatchesKernelPerOpStep) {
-    if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+// Random BF16 checkpoints (hidden 256, 3 layers) of the shapes the one-kernel decode paths take:
+// Qwen3 with head_dim 128 and 2 or 4 query heads per kv head (the attention's two register layouts);
+// Qwen2 with q/k/v biases (head_dim = hidden / heads = 64, one kv head); Llama with no q/k norm, an o
+// bias, head_dim 64 and 4 query heads per kv head. For each, a short context (most attention splits
+// empty) and a 300-token one (several keys per warp): the decode logits of 6 steps (graph replays after
+// the first) with the switch `env` at 1 and at 0 (the decoder reports kind_on / kind_off as its batch-1
+// step) agree within 1e-4 relative error (f32 sums in another order; a BF16 cache row may round
+// apart), and are not bit-identical (else the path under test did not run). Returns the test folder.
+std::string expect_decode_paths_agree(const char* env, const std::string& kind_on,
+                                      const std::string& kind_off) {
     struct Shape {
         const char* base;  // golden checkpoint whose config.json is the starting point
         int heads, kv_heads, head_dim;
@@ -248,7 +246,7 @@ TEST(CudaPersistent, MatchesKernelPerOpStep) {
                             {"qwen3_gqa", 8, 2, 128},
                             {"qwen2_bias", 4, 1, 64},
                             {"llama3_scaled", 16, 4, 64}};
-    const std::string root = lmscope::testing::make_temp_dir("cuda_persistent");
+    const std::string root = lmscope::testing::make_temp_dir(std::string("cuda_paths_") + env);
     for (const Shape& sh : shapes) {
         nlohmann::json cfg = nlohmann::json::parse(read_file(golden_dir(sh.base) + "/config.json"));
         cfg["hidden_size"] = 256;
@@ -266,55 +264,80 @@ TEST(CudaPersistent, MatchesKernelPerOpStep) {
         for (int64_t P : {3, 300}) {
             const std::vector<int32_t> ids = some_ids(P + steps, V);
             const auto run = [&](const char* on, std::string* kind) {
-                setenv("LMSCOPE_CUDA_PERSISTENT", on, 1);
+                setenv(env, on, 1);
                 cuda::CudaDecoder dev(host, {false, true});
                 *kind = dev.batch1_step();
                 dev.reset(1, P + steps);
                 std::vector<float> all, step(static_cast<size_t>(V));
                 dev.prefill(0, ids.data(), P, nullptr, false);
-                for (int64_t t = P; t < P + steps; ++t) {  // graph replays after the first step
+                for (int64_t t = P; t < P + steps; ++t) {
                     dev.decode(&ids[static_cast<size_t>(t)], step.data());
                     all.insert(all.end(), step.begin(), step.end());
                 }
                 return all;
             };
-            std::string kind_on, kind_off;
-            const std::vector<float> on = run("1", &kind_on), off = run("0", &kind_off);
-            unsetenv("LMSCOPE_CUDA_PERSISTENT");
+            std::string got_on, got_off;
+            const std::vector<float> on = run("1", &got_on), off = run("0", &got_off);
+            unsetenv(env);
             const std::string what =
                 fmt::format("{} heads {}/{} D {} P={}", sh.base, sh.heads, sh.kv_heads, sh.head_dim, P);
-            EXPECT_EQ(kind_on, "persistent") << what;
-            EXPECT_EQ(kind_off, "per-op: LMSCOPE_CUDA_PERSISTENT is not 1") << what;
+            EXPECT_EQ(got_on.substr(0, kind_on.size()), kind_on) << what;  // kind_on: a prefix
+            EXPECT_EQ(got_off, kind_off) << what;
             const std::vector<double> want(off.begin(), off.end());
             const double e = rel_error(on, want);
-            fmt::print("  persistent vs per-op step, {}: logits rel err {:.3g}\n", what, e);
+            fmt::print("  {}=1 vs 0, {}: logits rel err {:.3g}\n", env, what, e);
             EXPECT_LE(e, 1e-4) << what;
             EXPECT_NE(std::memcmp(on.data(), off.data(), on.size() * sizeof(float)), 0) << what;
         }
     }
-    setenv("LMSCOPE_CUDA_PERSISTENT", "yes", 1);
-    const std::string dir = fmt::format("{}/qwen3_gqa_4_128", root);
+    return root;
+}
+
+// A bad value of the switch `env` is a one-line error naming it.
+void expect_switch_rejected(const std::string& dir, const char* env, const char* value) {
+    setenv(env, value, 1);
     DecoderModel host = DecoderModel::load(dir);
     try {
         cuda::CudaDecoder dev(host, {false, true});
-        ADD_FAILURE() << "LMSCOPE_CUDA_PERSISTENT=yes accepted";
+        ADD_FAILURE() << env << "=" << value << " accepted";
     } catch (const std::exception& e) {
-        EXPECT_NE(std::string(e.what()).find("LMSCOPE_CUDA_PERSISTENT=yes: expected 0 or 1"),
+        EXPECT_NE(std::string(e.what()).find(fmt::format("{}={}: expected 0 or 1", env, value)),
                   std::string::npos)
             << e.what();
     }
+    unsetenv(env);
+}
+
+}  // namespace
+
+// The persistent batch-1 decode step (decode_persistent.cu, opt-in) against the kernel-per-op step
+// (the attention block off, so that the reference is one kernel per op).
+TEST(CudaPersistent, MatchesKernelPerOpStep) {
+    if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+    setenv("LMSCOPE_CUDA_ATTN_BLOCK", "0", 1);
+    const std::string root = expect_decode_paths_agree(
+        "LMSCOPE_CUDA_PERSISTENT", "persistent",
+        "per-op: LMSCOPE_CUDA_PERSISTENT is not 1; LMSCOPE_CUDA_ATTN_BLOCK is not 1");
+    unsetenv("LMSCOPE_CUDA_ATTN_BLOCK");
+    const std::string dir = root + "/qwen3_gqa_4_128";
+    expect_switch_rejected(dir, "LMSCOPE_CUDA_PERSISTENT", "yes");
     setenv("LMSCOPE_CUDA_PERSISTENT", "1", 1);
-    setenv("LMSCOPE_CUDA_PERSISTENT_TIMING", "on", 1);
-    try {
-        cuda::CudaDecoder dev(host, {false, true});
-        ADD_FAILURE() << "LMSCOPE_CUDA_PERSISTENT_TIMING=on accepted";
-    } catch (const std::exception& e) {
-        EXPECT_NE(std::string(e.what()).find("LMSCOPE_CUDA_PERSISTENT_TIMING=on: expected 0 or 1"),
-                  std::string::npos)
-            << e.what();
-    }
-    unsetenv("LMSCOPE_CUDA_PERSISTENT_TIMING");
+    expect_switch_rejected(dir, "LMSCOPE_CUDA_PERSISTENT_TIMING", "on");
     unsetenv("LMSCOPE_CUDA_PERSISTENT");
+    std::filesystem::remove_all(root);
+}
+
+// The attention block (decode_attn_block.cu: q|k|v GEMV, attention and o GEMV of a batch-1 decode
+// layer in one kernel, opt-in) against the kernel-per-op step; bad values of its switches.
+TEST(CudaAttnBlock, MatchesKernelPerOpStep) {
+    if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+    const std::string root = expect_decode_paths_agree(
+        "LMSCOPE_CUDA_ATTN_BLOCK", "attention-block (clusters of ",
+        "per-op: LMSCOPE_CUDA_PERSISTENT is not 1; LMSCOPE_CUDA_ATTN_BLOCK is not 1");
+    expect_switch_rejected(root + "/qwen3_gqa_4_128", "LMSCOPE_CUDA_ATTN_BLOCK", "yes");
+    setenv("LMSCOPE_CUDA_ATTN_BLOCK", "1", 1);
+    expect_switch_rejected(root + "/qwen3_gqa_4_128", "LMSCOPE_CUDA_ATTN_BLOCK_TIMING", "on");
+    unsetenv("LMSCOPE_CUDA_ATTN_BLOCK");
     std::filesystem::remove_all(root);
 }
 

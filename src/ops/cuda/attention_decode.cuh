@@ -202,6 +202,35 @@ struct WarpSoftmax {
         }
     }
 
+    /**
+     * The warp's keys first, first + WARPS, ... < end, U a step: k / v hold the first step's rows, and
+     * load(j, kk, vv) fetches the U rows of the step starting at j (the next step's rows are in flight
+     * while this step's are used); the row of pos comes from new_k / new_v when has_new (the cache row
+     * read before the new token's write may be stale).
+     */
+    template <int WARPS, typename KT, int U, class Load>
+    __device__ __forceinline__ void walk(int64_t first0, int64_t end, int64_t pos, bool has_new, const KT* new_k,
+                                         const KT* new_v, int lane, LaneRow<KT, DV> (&k)[U],
+                                         LaneRow<KT, DV> (&v)[U], Load&& load) {
+        for (int64_t first = first0; first < end; first += static_cast<int64_t>(WARPS) * U) {
+            if (has_new)
+#pragma unroll
+                for (int u = 0; u < U; ++u)
+                    if (first + static_cast<int64_t>(WARPS) * u == pos) {
+                        k[u] = *reinterpret_cast<const LaneRow<KT, DV>*>(new_k + lane * DV);
+                        v[u] = *reinterpret_cast<const LaneRow<KT, DV>*>(new_v + lane * DV);
+                    }
+            LaneRow<KT, DV> kn[U], vn[U];
+            load(first + static_cast<int64_t>(WARPS) * U, kn, vn);
+            add<KT, U>(k, v, [&](int u) { return first + static_cast<int64_t>(WARPS) * u < end; });
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                k[u] = kn[u];
+                v[u] = vn[u];
+            }
+        }
+    }
+
     /** This warp's state into shared memory: sM, sL [warps][G], sO [warps][G][D]. */
     __device__ __forceinline__ void store(float* sM, float* sL, float* sO, int G, int D, int warp,
                                           int lane) const {

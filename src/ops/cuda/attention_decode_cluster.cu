@@ -128,23 +128,7 @@ __global__ void __launch_bounds__(kThreads)
 
     WarpSoftmax<DV, MAXG> ws;
     ws.init(sQ, G, D, lane);
-    for (int64_t first = j0; first < end; first += static_cast<int64_t>(kWarps) * U) {
-        if (has_new)
-#pragma unroll
-            for (int u = 0; u < U; ++u)
-                if (first + static_cast<int64_t>(kWarps) * u == pos) {
-                    kr[u] = *reinterpret_cast<const Row*>(sNewK + lane * DV);
-                    vr[u] = *reinterpret_cast<const Row*>(sNewV + lane * DV);
-                }
-        Row kn[U], vn[U];
-        load(first + static_cast<int64_t>(kWarps) * U, kn, vn);
-        ws.template add<KT, U>(kr, vr, [&](int u) { return first + static_cast<int64_t>(kWarps) * u < end; });
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            kr[u] = kn[u];
-            vr[u] = vn[u];
-        }
-    }
+    ws.template walk<kWarps>(j0, end, pos, has_new, sNewK, sNewV, lane, kr, vr, load);
 
     // the block's warps: state to shared memory, then one (q head, d) per thread combines them
     ws.store(sM, sL, sO, G, D, warp, lane);

@@ -75,6 +75,24 @@ __device__ __forceinline__ void load_pass(uint4 (&raw)[kU][kR], const uint4* con
             if (k0 + u * 32 < nv) raw[u][r] = first ? pre[u * kR + r] : load_stream(rows[r] + k0 + u * 32);
 }
 
+/**
+ * a0 += the first 4 BF16 weights of w times xa, a1 += the last 4 times xb (two FMA chains; the caller
+ * adds them at the end).
+ */
+__device__ __forceinline__ void fma_bf16x8(const uint4& w, const float4& xa, const float4& xb, float& a0, float& a1) {
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&w);
+    const float2 w0 = __bfloat1622float2(h[0]), w1 = __bfloat1622float2(h[1]), w2 = __bfloat1622float2(h[2]),
+                 w3 = __bfloat1622float2(h[3]);
+    a0 = fmaf(w0.x, xa.x, a0);
+    a1 = fmaf(w2.x, xb.x, a1);
+    a0 = fmaf(w0.y, xa.y, a0);
+    a1 = fmaf(w2.y, xb.y, a1);
+    a0 = fmaf(w1.x, xa.z, a0);
+    a1 = fmaf(w3.x, xb.z, a1);
+    a0 = fmaf(w1.y, xa.w, a0);
+    a1 = fmaf(w3.y, xb.w, a1);
+}
+
 /** Word q (compile-time after unrolling) of a 16-byte load. */
 __device__ __forceinline__ uint32_t word(const uint4& v, int q) { return q == 0 ? v.x : q == 1 ? v.y : q == 2 ? v.z : v.w; }
 
@@ -223,6 +241,8 @@ struct LaneFormat {
     static constexpr int kMinPart = 32;  // split-K: 16-byte vectors a part takes at least (one per lane)
     static constexpr int kBlocks1 = 3;   // blocks per SM the batch-1 kernel's registers must allow
     static constexpr bool kNextEarly = true;  // the next row group's first loads in flight during this one
+    static constexpr bool kPreferShared =
+        false;  // prefer_shared_carveout (common.cuh): the dense format only
     template <int NT>
     using Acc = LaneSums<R, NT>;
     template <int NT>
@@ -436,6 +456,7 @@ void launch(const typename F::Params& w, const Args& a, cudaStream_t stream) {
         const size_t dyn = max_smem_optin() + 1024 - fa.sharedSizeBytes;
         CUDA_CHECK(cudaFuncSetAttribute(gemv_kernel<F, NT, MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         static_cast<int>(dyn)));
+        if (F::kPreferShared) prefer_shared_carveout(reinterpret_cast<const void*>(gemv_kernel<F, NT, MODE>));
     });
     const int64_t rows_per_block = kWarps * F::kRows;
     // One wave: as many blocks as are resident at once, each looping over its rows with the next row

@@ -69,6 +69,8 @@ struct TcFmt {
     static_assert(kU == 2, "scales() fills one uint4: two chunks x two rows");
     static constexpr int kBlocks1 = B1;
     static constexpr bool kNextEarly = false;  // rows_dot double-buffers; a warp seldom has a second tile
+    static constexpr bool kPreferShared =
+        false;  // prefer_shared_carveout (common.cuh): the dense format only
     static constexpr int kRows = 16;
     static constexpr int kPre = 2 * kU + 1;    // the first pass's weights, then its 2 x kU scale words
     static constexpr int kPerPass = kU;

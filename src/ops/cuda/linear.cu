@@ -60,6 +60,7 @@ struct Vec16<float> {
 // Dense weight (out, in) in WT: one output row per warp, 4 loads of 16 bytes in flight per lane.
 template <typename WT>
 struct DenseFmt : gemv::LaneFormat<1> {
+    static constexpr bool kPreferShared = true;
     static constexpr int kPerPass = kUnroll * 32;
     struct Params {
         const WT* w;
