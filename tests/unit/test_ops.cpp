@@ -7,8 +7,8 @@
 // the zero point out of each group (s * (sum x q - z * sum x)); the two sums are up to ~15x the
 // result, so their f32 rounding is allowed 5e-5 (observed below 2e-5).
 #include <gtest/gtest.h>
-
 #include <unistd.h>
+#include <xmmintrin.h>
 
 #include <algorithm>
 #include <climits>
@@ -136,11 +136,12 @@ TEST_P(OpsVsRef, Linear) {
 
 TEST_P(OpsVsRef, LinearFp8) {
     struct Case { int64_t out, in; Fp8BlockSize b; };
-    // the 4-row layout where in and block_in are multiples of 64: whole groups, tail rows, 1 to 3 tokens
+    // the 4-row layout where in and block_in are multiples of 64: whole groups, tail rows, a last block
+    // shorter than block_in, 1 to 3 tokens
     for (Case c : {Case{1, 1, {128, 128}}, Case{7, 33, {128, 128}}, Case{33, 127, {16, 24}},
                    Case{129, 300, {128, 128}}, Case{64, 256, {32, 64}}, Case{17, 1000, {128, 128}},
                    Case{5, 4097, {128, 128}}, Case{130, 512, {128, 128}}, Case{71, 192, {16, 64}},
-                   Case{3, 128, {128, 128}}})
+                   Case{3, 128, {128, 128}}, Case{20, 192, {128, 128}}, Case{9, 64, {128, 128}}})
         for (int64_t T : {1, 2, 3, 4, 5, 13}) {
             Linear w = fp8_linear(c.out, c.in, c.b, c.out % 2 == 1, rng_);
             if (fp8cpu::rows4_fits(c.in, c.b.in) && T != 5) w = with_rows4(std::move(w));
@@ -163,14 +164,31 @@ TEST_P(OpsVsRef, LinearFp8) {
 // A non-finite input takes the F16C decode at the AVX-512 level; every level must give the reference's
 // non-finite pattern and its finite values.
 TEST_P(OpsVsRef, LinearFp8NonFiniteInput) {
-    Linear w = fp8_linear(9, 200, {128, 128}, false, rng_);
-    for (float bad : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
-        auto x = randn(200, rng_);
-        x[150] = bad;  // second block only
-        std::vector<float> y(9), yr(9);
+    // row-major codes, and the 4-row layout (whole groups and a tail row)
+    for (const Linear& w : {fp8_linear(9, 200, {128, 128}, false, rng_),
+                            with_rows4(fp8_linear(9, 256, {128, 128}, false, rng_))})
+        for (float bad : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
+            auto x = randn(w.in(), rng_);
+            x[150] = bad;  // second block only
+            std::vector<float> y(9), yr(9);
+            linear_fp8_cpu(x.data(), 1, w, y.data());
+            linear_fp8_ref(x.data(), 1, w, yr.data());
+            expect_same_values(y, yr);  // +-inf, NaN
+        }
+}
+
+// MXCSR.DAZ set: the AVX-512 level takes the F16C decode (fp8_rows_avx512.cpp), on both layouts.
+TEST_P(OpsVsRef, LinearFp8UnderDaz) {
+    const unsigned csr = _mm_getcsr();
+    for (const Linear& w : {fp8_linear(9, 200, {128, 128}, false, rng_),
+                            with_rows4(fp8_linear(9, 256, {128, 128}, false, rng_))}) {
+        auto x = randn(w.in(), rng_);
+        auto y = poisoned(9), yr = poisoned(9);
+        _mm_setcsr(csr | 0x40);  // the caller's x preparation picks the decode; the pool's threads follow it
         linear_fp8_cpu(x.data(), 1, w, y.data());
+        _mm_setcsr(csr);
         linear_fp8_ref(x.data(), 1, w, yr.data());
-        expect_same_values(y, yr);  // +-inf, NaN
+        ASSERT_LE(max_rel_diff(y, yr), kTol) << "rows4 " << w.fp8_rows4.defined();
     }
 }
 

@@ -32,10 +32,12 @@ namespace {
 
 constexpr __mmask16 kAll16 = 0xffff;
 
-// 16 codes (masked-off ones read as 0) -> f32, either code * 2^-120 (kDirect) or code / 256 (F16C)
-template <bool kDirect>
-LMS_AVX512 inline __m512 decode16(const uint8_t* p, __mmask16 m) {
-    const __m128i c = _mm_maskz_loadu_epi8(m, p);
+// 16 codes (masked-off ones read as 0) -> f32, either code * 2^-120 (kDirect) or code / 256 (F16C); kFull:
+// all 16, a plain load
+template <bool kDirect, bool kFull = false>
+LMS_AVX512 inline __m512 decode16(const uint8_t* p, __mmask16 m = kAll16) {
+    const __m128i c =
+        kFull ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)) : _mm_maskz_loadu_epi8(m, p);
     if constexpr (kDirect) {
         const __m512i v = _mm512_maskz_slli_epi32(kAll16, _mm512_maskz_cvtepi8_epi32(kAll16, c), 20);
         return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0x87f00000u))));
@@ -53,25 +55,19 @@ inline __mmask16 mask16(int64_t n) {
 }
 
 // unit: what a block's sum is multiplied by besides the block scale (2^(120 - shift) for the direct
-// decode of x * 2^shift, 256 for the F16C decode of x). kRows4: rows o0 .. o0 + 3 are a group of the 4-row
-// layout (fp8_rows.h; R == 4, in and bi multiples of 64): code k of row r at 4 k + 64 r (k a multiple of 64
-// plus 0..63) from the group's start, one stream, prefetched kAhead4 bytes ahead (cpu_notes v20, v21: 5 KB
-// took 1-2% off a decode step against 4 KB at 1 and 2 threads; 2 KB +5%, 6 and 8 KB no better). Otherwise
-// 4 row streams, each prefetched two row groups ahead.
-constexpr int64_t kAhead4 = 5120;
-template <int R, bool kDirect, bool kRows4 = false>
+// decode of x * 2^shift, 256 for the F16C decode of x). Row-major codes: R row streams, each prefetched two
+// row groups ahead.
+template <int R, bool kDirect>
 LMS_AVX512 void rows(const Fp8Weight& w, const float* x, float unit, int64_t o0, float* y) {
-    static_assert(!kRows4 || R == 4);
-    constexpr int64_t kStride = kRows4 ? 4 : 1;  // bytes from code k to code k + 1's 64-code run
     const uint8_t* c[R];
     const float* s[R];
     __m512 tot[R];
     for (int r = 0; r < R; ++r) {
-        c[r] = kRows4 ? w.rows4 + o0 * w.in + 64 * r : w.codes + (o0 + r) * w.in;
+        c[r] = w.codes + (o0 + r) * w.in;
         s[r] = w.scale_row(o0 + r);
         tot[r] = _mm512_setzero_ps();
     }
-    const int64_t ahead = kRows4 ? kAhead4 : 2 * R * w.in;  // two row groups ahead
+    const int64_t ahead = 2 * R * w.in;  // two row groups ahead
     for (int64_t kb = 0; kb < w.nbi; ++kb) {
         const int64_t k0 = kb * w.bi, k1 = std::min(w.in, k0 + w.bi);
         __m512 a[R][2];
@@ -83,12 +79,11 @@ LMS_AVX512 void rows(const Fp8Weight& w, const float* x, float unit, int64_t o0,
             const __m512 x2 = _mm512_maskz_loadu_ps(m2, x + k + 32),
                          x3 = _mm512_maskz_loadu_ps(m3, x + k + 48);
             for (int r = 0; r < R; ++r) {
-                const uint8_t* p = c[r] + kStride * k;
-                _mm_prefetch(reinterpret_cast<const char*>(p + ahead), _MM_HINT_T0);
-                a[r][0] = _mm512_fmadd_ps(decode16<kDirect>(p, m0), x0, a[r][0]);
-                a[r][1] = _mm512_fmadd_ps(decode16<kDirect>(p + 16, m1), x1, a[r][1]);
-                a[r][0] = _mm512_fmadd_ps(decode16<kDirect>(p + 32, m2), x2, a[r][0]);
-                a[r][1] = _mm512_fmadd_ps(decode16<kDirect>(p + 48, m3), x3, a[r][1]);
+                _mm_prefetch(reinterpret_cast<const char*>(c[r] + k + ahead), _MM_HINT_T0);
+                a[r][0] = _mm512_fmadd_ps(decode16<kDirect>(c[r] + k, m0), x0, a[r][0]);
+                a[r][1] = _mm512_fmadd_ps(decode16<kDirect>(c[r] + k + 16, m1), x1, a[r][1]);
+                a[r][0] = _mm512_fmadd_ps(decode16<kDirect>(c[r] + k + 32, m2), x2, a[r][0]);
+                a[r][1] = _mm512_fmadd_ps(decode16<kDirect>(c[r] + k + 48, m3), x3, a[r][1]);
             }
         };
         int64_t k = k0;
@@ -104,12 +99,50 @@ LMS_AVX512 void rows(const Fp8Weight& w, const float* x, float unit, int64_t o0,
         for (int r = 0; r < R; ++r) y[o0 + r] = hsum(tot[r]);
 }
 
+// Rows o0 .. o0 + 3, a group of the 4-row layout (fp8_rows.h; in and bi multiples of 64): code k of row r at
+// 4 (k - k % 64) + 64 r + k % 64 from the group's start, one stream, prefetched kAhead4 bytes ahead
+// (cpu_notes v20, v21: 5 KB took 1-2% off a decode step against 4 KB at 1 and 2 threads; 2 KB +5%, 6 and
+// 8 KB no better). Its own loop, full 64-code steps with plain loads: the generic rows<4> on this layout
+// streamed 8% slower (cpu_notes v23).
+constexpr int64_t kAhead4 = 5120;
+template <bool kDirect>
+LMS_AVX512 void rows4(const Fp8Weight& w, const float* x, float unit, int64_t o0, float* y) {
+    const uint8_t* c = w.rows4 + o0 * w.in;
+    const float* s[4];
+    __m512 tot[4];
+    for (int r = 0; r < 4; ++r) {
+        s[r] = w.scale_row(o0 + r);
+        tot[r] = _mm512_setzero_ps();
+    }
+    for (int64_t kb = 0; kb < w.nbi; ++kb) {
+        const int64_t k0 = kb * w.bi, k1 = std::min(w.in, k0 + w.bi);  // both multiples of 64
+        __m512 a[4][2];
+        for (int r = 0; r < 4; ++r) a[r][0] = a[r][1] = _mm512_setzero_ps();
+        for (int64_t k = k0; k < k1; k += 64) {
+            const __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
+            const __m512 x2 = _mm512_loadu_ps(x + k + 32), x3 = _mm512_loadu_ps(x + k + 48);
+            const uint8_t* p = c + 4 * k;
+            for (int r = 0; r < 4; ++r) {
+                _mm_prefetch(reinterpret_cast<const char*>(p + 64 * r + kAhead4), _MM_HINT_T0);
+                a[r][0] = _mm512_fmadd_ps(decode16<kDirect, true>(p + 64 * r), x0, a[r][0]);
+                a[r][1] = _mm512_fmadd_ps(decode16<kDirect, true>(p + 64 * r + 16), x1, a[r][1]);
+                a[r][0] = _mm512_fmadd_ps(decode16<kDirect, true>(p + 64 * r + 32), x2, a[r][0]);
+                a[r][1] = _mm512_fmadd_ps(decode16<kDirect, true>(p + 64 * r + 48), x3, a[r][1]);
+            }
+        }
+        for (int r = 0; r < 4; ++r)
+            tot[r] =
+                _mm512_fmadd_ps(_mm512_add_ps(a[r][0], a[r][1]), _mm512_set1_ps(s[r][kb] * unit), tot[r]);
+    }
+    simd::hsum4(tot[0], tot[1], tot[2], tot[3], y + o0);
+}
+
 template <bool kDirect>
 void gemv_rows(const Fp8Weight& w, const float* x, float unit, int64_t r0, int64_t r1, float* y) {
     int64_t o = r0;
     // whole groups of the 4-row layout (r0 is a multiple of 4 in every caller's split; checked anyway)
     if (w.rows4 && o % 4 == 0)
-        for (; o + 4 <= r1; o += 4) rows<4, kDirect, true>(w, x, unit, o, y);
+        for (; o + 4 <= r1; o += 4) rows4<kDirect>(w, x, unit, o, y);
     for (; o + 4 <= r1; o += 4) rows<4, kDirect>(w, x, unit, o, y);
     for (; o < r1; ++o) rows<1, kDirect>(w, x, unit, o, y);  // row-major in both layouts
 }
