@@ -1,7 +1,7 @@
 // The attention half of a batch-1 decode layer in one kernel (decode_attn_block.h). A thread-block
 // cluster of NB blocks (16 where the device places them, as the cluster attention) per kv head h:
 //   1. before griddepcontrol.wait (nothing here depends on the kernel before): the TMA copies this
-//      block's rows of h's q|k|v weights (its (G + 2) D rows / NB, one mbarrier per warp's rows) and
+//      block's rows of h's q|k|v weights (its (G + 2) D rows / NB, on one mbarrier) and
 //      of W_o's column slice of h (H / NB rows of G D) into shared memory; the first K / V rows of
 //      earlier steps go to registers; the RoPE angles of the position.
 //   2. RMSNorm(x) staged; each warp's q|k|v dot products as soon as its rows have landed; every block
@@ -136,7 +136,7 @@ struct Smem {
         l = m + 4 * static_cast<size_t>(kWarps) * G;
         newkv = l + 4 * static_cast<size_t>(kWarps) * G;
         mbar = (newkv + 4 * static_cast<size_t>(D) + 7) / 8 * 8;  // the new K and V rows in BF16
-        bytes = mbar + 8 * 2 * kWarps;
+        bytes = mbar + 8 * 2;
     }
 };
 
@@ -197,7 +197,9 @@ __global__ void __launch_bounds__(kThreads, 2) attn_block_kernel(Args a) {
     float* sMerge = reinterpret_cast<float*>(sm + S.merge);
     bf16* sNewK = reinterpret_cast<bf16*>(sm + S.newkv);
     bf16* sNewV = sNewK + D;
-    uint64_t* mbar = reinterpret_cast<uint64_t*>(sm + S.mbar);  // [kWarps] q|k|v rows, [kWarps] W_o
+    // two mbarriers: the block's q|k|v rows, its W_o rows (one per warp's rows made 16 a block, more than
+    // compute-sanitizer synccheck tracks; the dots then start no sooner than the block's last rows)
+    uint64_t* mbar = reinterpret_cast<uint64_t*>(sm + S.mbar);
 
     Stamps st(a.tsum);
     // ---- 1. what does not depend on the kernel before ----
@@ -235,23 +237,27 @@ __global__ void __launch_bounds__(kThreads, 2) attn_block_kernel(Args a) {
         nw4[c] = i4 < a.H / 4 ? reinterpret_cast<const float4*>(a.in_norm)[i4] : make_float4(0, 0, 0, 0);
     }
     st.at(kLoads);
-    if (tid < 2 * kWarps) tma::init(&mbar[tid], 1);
-    if (tid == 0) tma::fence_init();
+    if (tid == 0) {  // each mbarrier's one arrival announces all of its bytes, before any copy is issued
+        tma::init(&mbar[0], 1);
+        tma::init(&mbar[1], 1);
+        tma::fence_init();
+        tma::expect_bytes(&mbar[0], static_cast<uint32_t>(rpb) * a.H * 2);
+        tma::expect_bytes(&mbar[1], static_cast<uint32_t>(orows) * GD * 2);
+    }
     __syncthreads();
     st.at(kInit);
     asm volatile("griddepcontrol.launch_dependents;");
     // the cluster barrier's first phase: arrived here, waited on before the first store into another
     // block's shared memory (which must have started)
     asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
-    // each warp asks for its own q|k|v rows, on mbar[warp], one copy per q / k / v run
+    // each warp asks for its own q|k|v rows, one copy per q / k / v run
     if (lane == 0) {
         const int r0 = rank * rpb + warp * rpw, r1 = r0 + rpw;
-        tma::expect_bytes(&mbar[warp], static_cast<uint32_t>(rpw) * a.H * 2);
         for (int rho = r0; rho < r1;) {
             const int edge = rho < GD ? GD : rho < GD + D ? GD + D : RH, n = min(r1, edge) - rho;
             tma::copy(sWq + static_cast<int64_t>(rho - rank * rpb) * a.H,
                       a.wqkv + qkv_row(rho, kvh, G, a.Hq, a.Hkv, D) * a.H, static_cast<uint32_t>(n) * a.H * 2,
-                      &mbar[warp]);
+                      &mbar[0]);
             rho += n;
         }
     }
@@ -285,7 +291,7 @@ __global__ void __launch_bounds__(kThreads, 2) attn_block_kernel(Args a) {
         __syncthreads();
         st.at(kStaged);
         uint32_t parity = 0;
-        tma::wait(&mbar[warp], parity);
+        tma::wait(&mbar[0], parity);
         st.at(kQkvWeights);
         float acc[kMaxRowsPerWarp];
         rows_dot(
@@ -296,16 +302,14 @@ __global__ void __launch_bounds__(kThreads, 2) attn_block_kernel(Args a) {
             },
             acc);
         st.at(kQkvDots);
-        // this warp's W_o rows (kv head kvh's G D columns), on mbar[kWarps + warp], once x has been read:
+        // this warp's W_o rows (kv head kvh's G D columns), once x has been read:
         // needed only after the attention (a warp's bulk copies are issued one after another: 64 from
         // one warp kept it ~3 us from the staging every warp takes part in)
-        if (lane == 0) tma::expect_bytes(&mbar[kWarps + warp], static_cast<uint32_t>(orpw) * GD * 2);
-        __syncwarp();
         for (int t = warp * orpw + lane; t < (warp + 1) * orpw; t += 32)
             tma::copy(
                 sWo + static_cast<int64_t>(t) * GD,
                 a.wo + static_cast<int64_t>(rank * orows + t) * a.Hq * D + static_cast<int64_t>(kvh) * GD,
-                static_cast<uint32_t>(GD) * 2, &mbar[kWarps + warp]);
+                static_cast<uint32_t>(GD) * 2, &mbar[1]);
         __syncwarp();  // the .aligned barrier below needs the warp converged
         asm volatile("barrier.cluster.wait.aligned;" ::: "memory");  // every block has started
         const int rho0 = rank * rpb + warp * rpw;
@@ -372,7 +376,7 @@ __global__ void __launch_bounds__(kThreads, 2) attn_block_kernel(Args a) {
     // ---- 4. this kv head's partial sums of the o projection, this block's rows ----
     {
         uint32_t parity = 0;
-        tma::wait(&mbar[kWarps + warp], parity);
+        tma::wait(&mbar[1], parity);
         st.at(kOWeights);
         float acc[kMaxRowsPerWarp];
         rows_dot(
