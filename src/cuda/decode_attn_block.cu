@@ -215,15 +215,8 @@ __global__ void __launch_bounds__(kThreads, 2) attn_block_kernel(Args a) {
     const bool has_new = start <= pos && pos < end;
     const int64_t j0 = start + warp;
     Row kr[U], vr[U];
-    auto load = [&](int64_t first, Row(&kk)[U], Row(&vv)[U]) {
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int64_t j = first + static_cast<int64_t>(kWarps) * u;
-            if (j < end) {
-                kk[u] = *reinterpret_cast<const Row*>(kbase + j * kvd);
-                vv[u] = *reinterpret_cast<const Row*>(vbase + j * kvd);
-            }
-        }
+    auto load = [&](int64_t first, Row (&kk)[U], Row (&vv)[U]) {
+        load_kv_step<kWarps>(kbase, vbase, kvd, first, end, kk, vv);
     };
     load(j0, kr, vr);
     // the position's cos | sin from the table (a double sincos per element here took ~2 us of every

@@ -131,6 +131,23 @@ __device__ __forceinline__ void lane_to_f32(const LaneRow<KT, DV>& row, float (&
 }
 
 /**
+ * The U K / V rows of one step of a warp's key walk (keys first, first + WARPS, ...; those >= end are
+ * left as they are): this lane's DV elements of each, kbase / vbase at key 0's, rows kvd elements apart.
+ */
+template <int WARPS, typename KT, int DV, int U>
+__device__ __forceinline__ void load_kv_step(const KT* kbase, const KT* vbase, int64_t kvd, int64_t first,
+                                             int64_t end, LaneRow<KT, DV> (&k)[U], LaneRow<KT, DV> (&v)[U]) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const int64_t j = first + static_cast<int64_t>(WARPS) * u;
+        if (j < end) {
+            k[u] = *reinterpret_cast<const LaneRow<KT, DV>*>(kbase + j * kvd);
+            v[u] = *reinterpret_cast<const LaneRow<KT, DV>*>(vbase + j * kvd);
+        }
+    }
+}
+
+/**
  * One warp's online softmax over the keys it walks, for up to MAXG query heads sharing them (G live):
  * a lane holds DV elements of q, o and of each K / V row, so a score is DV FMAs and a butterfly; scores
  * are in log2 units (q carries scale * log2(e)). Used by the cluster kernel and the persistent step.

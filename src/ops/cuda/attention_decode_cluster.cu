@@ -96,14 +96,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t j0 = start + warp;
     Row kr[U], vr[U];
     auto load = [&](int64_t first, Row (&kk)[U], Row (&vv)[U]) {
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int64_t j = first + static_cast<int64_t>(kWarps) * u;
-            if (j < end) {
-                kk[u] = *reinterpret_cast<const Row*>(kbase + j * kvd);
-                vv[u] = *reinterpret_cast<const Row*>(vbase + j * kvd);
-            }
-        }
+        load_kv_step<kWarps>(kbase, vbase, kvd, first, end, kk, vv);
     };
     // Under PDL the fused kernel's first rows (earlier steps' keys; the row of pos, perhaps stale, is
     // replaced below) and the RoPE angles overlap the kernel before it; the unfused kernel reads rows
