@@ -11,6 +11,7 @@
 #include "core/thread_pool.h"
 #include "model/decoder.h"
 #include "ops/ops.h"
+#include "quant/awq_pack.h"
 #include "quant/awq_quantize.h"
 #include "quant/fp8_quantize.h"
 #include "test_util.h"
@@ -56,6 +57,18 @@ void expect_fused_equals_plain(const std::string& dir) {
     ThreadPool::set_global_threads(0);
 }
 
+// RTN int4 of every linear, lm_head included, group size `group`.
+void quantize_int4h(const std::string& src, const std::string& out, int64_t group) {
+    AwqOptions a;
+    a.method = "rtn";
+    a.group_size = group;
+    a.quantize_lm_head = true;
+    a.report = false;
+    a.save_entries = false;
+    a.progress = false;
+    awq_quantize_checkpoint(src, out, a);
+}
+
 }  // namespace
 
 TEST(DecodeStep, FusedEqualsPlainDense) {
@@ -73,16 +86,36 @@ TEST(DecodeStep, FusedEqualsPlainQuantized) {
     fp8_quantize_checkpoint(golden_dir("qwen3_gqa"), dir + "/fp8h", f);
     expect_fused_equals_plain(dir + "/fp8h");
     for (const auto& [name, group] : {std::pair{"qwen3_gqa", 32}, std::pair{"qwen2_bias", 16}}) {
-        AwqOptions a;
-        a.method = "rtn";
-        a.group_size = group;  // a multiple of 8: the integer GEMV on the tiled copy
-        a.quantize_lm_head = true;
-        a.report = false;
-        a.save_entries = false;
-        a.progress = false;
         const std::string out = dir + "/" + name + "_int4h";
-        awq_quantize_checkpoint(golden_dir(name), out, a);
+        quantize_int4h(golden_dir(name), out, group);  // a multiple of 8: the integer GEMV on the tiled copy
         expect_fused_equals_plain(out);
+    }
+    std::filesystem::remove_all(dir);
+}
+
+// The int4 GEMV's tiles and group records, moved at load into one huge-page allocation (weights.cpp): each
+// linear's are still awq_tile_qweight / awq_tile_groups of its own qweight, qzeros and scales, and the first
+// (lm_head's tiles) starts the 2 MB-aligned allocation.
+TEST(DecodeStep, AwqTilesInOneAllocation) {
+    const std::string dir = make_temp_dir("decode-step-awq-tiles");
+    quantize_int4h(golden_dir("qwen3_gqa"), dir + "/int4h", 32);
+    {
+        const DecoderModel model = DecoderModel::load(dir + "/int4h");
+        const ModelWeights& w = model.weights();
+        std::vector<const Linear*> ls{&w.lm_head};
+        for (const LayerWeights& L : w.layers)
+            for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) ls.push_back(l);
+        ASSERT_EQ(w.lm_head.format, LinearFormat::AwqInt4);
+        ASSERT_TRUE(w.lm_head.qweight_tiles.defined());
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(w.lm_head.qweight_tiles.raw()) % (uintptr_t(2) << 20), 0u);
+        for (const Linear* l : ls) {
+            ASSERT_EQ(l->format, LinearFormat::AwqInt4) << l->name;
+            const Tensor t = awq_tile_qweight(l->weight), g = awq_tile_groups(l->qzeros, l->scale);
+            ASSERT_EQ(l->qweight_tiles.nbytes(), t.nbytes()) << l->name;
+            ASSERT_EQ(l->group_tiles.nbytes(), g.nbytes()) << l->name;
+            EXPECT_EQ(std::memcmp(l->qweight_tiles.raw(), t.raw(), t.nbytes()), 0) << l->name;
+            EXPECT_EQ(std::memcmp(l->group_tiles.raw(), g.raw(), g.nbytes()), 0) << l->name;
+        }
     }
     std::filesystem::remove_all(dir);
 }
