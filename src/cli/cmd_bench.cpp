@@ -54,7 +54,7 @@ void bench_command(const BenchOptions& o) {
     if (o.fp8_activations && o.device == "cuda") apply_fp8_activations_flag(true, 1, o.device, "bench");
     if (o.bf16_activations && o.device == "cuda") apply_bf16_activations_flag(true, nullptr, o.device, "bench");
     if (o.device == "cuda") {
-        DecoderModel host = DecoderModel::load(o.model);
+        DecoderModel host = DecoderModel::load(o.model, false);  // only feeds the GPU: no CPU copies
         cuda::cli_bench(host, {o.model, o.prompt_len, o.gen_len, o.repeat, o.batch, o.json, o.exact, o.seed});
         return;
     }

@@ -56,7 +56,7 @@ void run_command(const RunOptions& o) {
         return;
     }
 
-    DecoderModel model = DecoderModel::load(o.model);
+    DecoderModel model = DecoderModel::load(o.model, o.device != "cuda");  // no CPU copies for a GPU run
     const ModelConfig& cfg = model.config();
     apply_fp8_activations_flag(o.fp8_activations, model.weights().num_fp8_linears, o.device, "run");
     apply_bf16_activations_flag(o.bf16_activations, &model.weights(), o.device, "run");

@@ -76,7 +76,7 @@ void trace_command(const TraceOptions& o) {
     }
     if (o.threads > 0) ThreadPool::set_global_threads(o.threads);
 
-    DecoderModel model = DecoderModel::load(o.model);
+    DecoderModel model = DecoderModel::load(o.model, o.device != "cuda");  // no CPU copies for a GPU run
     const ModelConfig& cfg = model.config();
     apply_fp8_activations_flag(o.fp8_activations, model.weights().num_fp8_linears, o.device, "trace");
     apply_bf16_activations_flag(o.bf16_activations, &model.weights(), o.device, "trace");

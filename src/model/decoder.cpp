@@ -25,14 +25,15 @@ void show(TensorObserver* obs, NameFn&& name_fn, const float* data, Shape shape)
 
 }  // namespace
 
-DecoderModel DecoderModel::load(const std::string& dir) {
+DecoderModel DecoderModel::load(const std::string& dir, bool cpu_copies) {
     ModelConfig cfg = ModelConfig::load(dir);
     Checkpoint ckpt = Checkpoint::open(dir);
-    return DecoderModel(std::move(cfg), std::move(ckpt));
+    return DecoderModel(std::move(cfg), std::move(ckpt), cpu_copies);
 }
 
-DecoderModel::DecoderModel(ModelConfig cfg, Checkpoint ckpt) : cfg_(std::move(cfg)), ckpt_(std::move(ckpt)) {
-    w_ = load_weights(ckpt_, cfg_);
+DecoderModel::DecoderModel(ModelConfig cfg, Checkpoint ckpt, bool cpu_copies)
+    : cfg_(std::move(cfg)), ckpt_(std::move(ckpt)) {
+    w_ = load_weights(ckpt_, cfg_, true, cpu_copies);
     inv_freq_ = rope_inv_freq(cfg_.rope, cfg_.head_dim);
     all_f32_ = w_.lm_head.format == LinearFormat::Dense && w_.lm_head.weight.dtype() == DType::F32;
     for (const LayerWeights& L : w_.layers)

@@ -35,9 +35,15 @@ struct KVCache {
 
 class DecoderModel {
 public:
-    /** Loads config.json and the safetensors of a model folder; validates shapes against the config. */
-    static DecoderModel load(const std::string& dir);
-    DecoderModel(ModelConfig cfg, Checkpoint ckpt);
+    /**
+     * Loads config.json and the safetensors of a model folder; validates shapes against the config.
+     * cpu_copies: the CPU decode's own copies of quantized weights in the order it reads them (AWQ
+     * column tiles, the FP8 4-row layout; load_weights); false for a model that only feeds a GPU upload
+     * (--device cuda), which then takes as much host memory as those codes less. The CPU forward works
+     * either way (without them it reads the checkpoint's layout, slower).
+     */
+    static DecoderModel load(const std::string& dir, bool cpu_copies = true);
+    DecoderModel(ModelConfig cfg, Checkpoint ckpt, bool cpu_copies = true);
 
     const ModelConfig& config() const { return cfg_; }
     const ModelWeights& weights() const { return w_; }

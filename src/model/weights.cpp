@@ -106,7 +106,8 @@ Linear Linear::dense(std::string name, Tensor weight, Tensor bias) {
     return l;
 }
 
-ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, bool print_warnings) {
+ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, bool print_warnings,
+                          bool cpu_copies) {
     // Which linears are block FP8 is read from the tensors (F8_E4M3 weight + scale), not the config.
     const Fp8Layout layout = analyze_fp8_layout(ckpt, cfg);
     std::map<std::string, const Fp8ModuleLayout*> fp8_modules;
@@ -153,7 +154,7 @@ ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, bool p
     auto linear = [&](const std::string& path) {
         if (awq.present && has_awq_linear(ckpt, path)) {
             const Shape& es = expected_shape.at(path + ".weight");  // (out, in) per the config
-            Linear l = bind_awq_linear(ckpt, path, awq.group_size, es[1], es[0]);
+            Linear l = bind_awq_linear(ckpt, path, awq.group_size, es[1], es[0], cpu_copies);
             bytes += l.weight.nbytes() + l.qzeros.nbytes() + l.scale.nbytes() + (l.bias.defined() ? l.bias.nbytes() : 0);
             return l;
         }
@@ -195,8 +196,10 @@ ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, bool p
         lw.down = linear(p + "mlp.down_proj");
         w.layers.push_back(std::move(lw));
     }
-    attach_fp8_rows4(w);
-    move_awq_tiles_to_huge_pages(w);
+    if (cpu_copies) {
+        attach_fp8_rows4(w);
+        move_awq_tiles_to_huge_pages(w);
+    }
     w.bytes = bytes;
     w.num_fp8_linears = num_fp8;
     w.warnings = layout.warnings;

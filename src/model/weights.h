@@ -64,7 +64,10 @@ struct ModelWeights {
  * LinearFormat::Fp8Block (block size from quantization_config.weight_block_size, default 128x128);
  * the tensors decide, not modules_to_not_convert. Contradictions with the config are collected in
  * ModelWeights::warnings and printed to stderr (one line per kind) unless `print_warnings` is false.
+ * cpu_copies: the CPU decode's own copies of quantized weights (AWQ column tiles, the FP8 4-row layout);
+ * false for a model that only feeds a GPU upload.
  */
-ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, bool print_warnings = true);
+ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, bool print_warnings = true,
+                          bool cpu_copies = true);
 
 }  // namespace lmscope

@@ -36,10 +36,11 @@ AwqQuantConfig parse_awq_quant_config(const nlohmann::json& raw, const std::stri
  * validates dtypes and shapes (qweight I32 [in, out/8], qzeros I32 [in/g, out/8], scales F16
  * [in/g, out]). Errors name the tensor, the expected and the found shape; a missing qzeros says so.
  * expect_in / expect_out (>= 0) are checked against the config-implied shape when given.
- * Scales other than F16/F32 are converted to F32 once.
+ * Scales other than F16/F32 are converted to F32 once. tiles: also the CPU decode's column-tile copy
+ * (make_awq_linear); off for a model that only feeds a GPU upload.
  */
 Linear bind_awq_linear(const Checkpoint& ckpt, const std::string& module_path, int64_t group_size,
-                       int64_t expect_in = -1, int64_t expect_out = -1);
+                       int64_t expect_in = -1, int64_t expect_out = -1, bool tiles = true);
 
 /**
  * The AwqInt4 Linear over already checked tensors (qweight I32 [in, out/8], qzeros, scales F16/F32

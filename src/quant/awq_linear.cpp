@@ -60,8 +60,8 @@ bool has_awq_linear(const Checkpoint& ckpt, const std::string& module_path) {
     return ckpt.has(module_path + ".qweight");
 }
 
-Linear bind_awq_linear(const Checkpoint& ckpt, const std::string& module_path, int64_t group_size, int64_t expect_in,
-                       int64_t expect_out) {
+Linear bind_awq_linear(const Checkpoint& ckpt, const std::string& module_path, int64_t group_size,
+                       int64_t expect_in, int64_t expect_out, bool tiles) {
     auto get = [&](const char* suffix) {
         const std::string n = module_path + suffix;
         return ckpt.has(n) ? ckpt.get(n) : Tensor();
@@ -77,7 +77,8 @@ Linear bind_awq_linear(const Checkpoint& ckpt, const std::string& module_path, i
         fail("checkpoint {}: '{}.bias': expected a float [{}], found {} {}", ckpt.dir(), module_path, out,
              dtype_name(bias.dtype()), shape_str(bias.shape()));
     if (sc.dtype() != DType::F16 && sc.dtype() != DType::F32) sc = sc.to(DType::F32);
-    return make_awq_linear(module_path, std::move(qw), std::move(qz), std::move(sc), group_size, std::move(bias));
+    return make_awq_linear(module_path, std::move(qw), std::move(qz), std::move(sc), group_size,
+                           std::move(bias), tiles);
 }
 
 Linear make_awq_linear(std::string name, Tensor qweight, Tensor qzeros, Tensor scales, int64_t group_size, Tensor bias,

@@ -531,3 +531,39 @@ TEST(AwqQuantize, DISABLED_TimingRandomQwen3) {
     std::printf("total %.2fs, summary %s\n", s.seconds, s.report["summary"].dump().c_str());
     fs::remove_all(dir);
 }
+
+// DecoderModel::load(dir, false), for a model that only feeds a GPU upload (--device cuda), makes none of
+// the CPU decode's copies (the AWQ column tiles), and the model still runs on the CPU, reading the
+// checkpoint's layout: decode logits within 2e-4 of the model with the copies (the tiled GEMV rounds its
+// input to int16; 5-9e-5 measured).
+TEST(AwqQuantize, LoadWithoutCpuCopies) {
+    const std::string model = golden_dir("qwen3_gqa"), dir = make_temp_dir("awq-nocopies");
+    const ModelConfig cfg = ModelConfig::load(model);
+    AwqOptions o;
+    o.method = "rtn";
+    o.group_size = cfg.intermediate_size % 32 == 0 ? 32 : 16;
+    o.progress = false;
+    o.report = false;
+    awq_quantize_checkpoint(model, dir + "/q", o);
+    DecoderModel with = DecoderModel::load(dir + "/q"), without = DecoderModel::load(dir + "/q", false);
+    const auto tiled = [](const DecoderModel& m) {
+        int n = 0;
+        for (const LayerWeights& L : m.weights().layers)
+            for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+                n += l->qweight_tiles.defined();
+        return n;
+    };
+    EXPECT_EQ(tiled(without), 0);
+    EXPECT_GT(tiled(with), 0);
+    const std::vector<int32_t> ids = random_ids(12, cfg.vocab_size, 5);
+    const int64_t T = static_cast<int64_t>(ids.size()), V = cfg.vocab_size;
+    std::vector<float> a(static_cast<size_t>(V)), b(static_cast<size_t>(V));
+    KVCache ca = with.new_cache(T, DType::F32), cb = without.new_cache(T, DType::F32);
+    for (int64_t t = 0; t < T; ++t) {  // token by token: the decode GEMVs
+        with.forward(&ids[static_cast<size_t>(t)], 1, ca, a.data(), false);
+        without.forward(&ids[static_cast<size_t>(t)], 1, cb, b.data(), false);
+        EXPECT_LE(lmscope::testing::rel_error(a, std::vector<double>(b.begin(), b.end())), 2e-4)
+            << "token " << t;
+    }
+    fs::remove_all(dir);
+}
