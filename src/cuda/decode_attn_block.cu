@@ -350,19 +350,7 @@ __global__ void __launch_bounds__(kThreads, 2) attn_block_kernel(Args a) {
     }
     cluster.sync();  // the totals have landed; no block's shared memory is touched after this
     st.at(kMerged);
-    for (int i = tid; i < GD; i += kThreads) {
-        const int g = i / D;
-        float M = -INFINITY;
-        for (int b = 0; b < NB; ++b) M = fmaxf(M, sMerge[b * stride + g]);
-        float Ls = 0.0f, Os = 0.0f;
-        for (int b = 0; b < NB; ++b) {
-            const float mb = sMerge[b * stride + g];
-            const float wt = mb == -INFINITY ? 0.0f : exp2f(mb - M);
-            Ls += wt * sMerge[b * stride + G + g];
-            Os += wt * sMerge[b * stride + 2 * G + i];
-        }
-        sAtt[i] = Os / Ls;
-    }
+    for (int i = tid; i < GD; i += kThreads) sAtt[i] = combine_splits(sMerge, NB, stride, G, i / D, 2 * G + i);
     __syncthreads();
     st.at(kCombined);
 

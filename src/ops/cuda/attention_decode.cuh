@@ -288,6 +288,25 @@ __device__ __forceinline__ void combine_warps(int i, int G, int D, const float* 
 }
 
 /**
+ * Output o (unnormalised element at offset `o` of each state) of q head g combined over n split states of
+ * `stride` floats in shared memory (m of each of the G heads, then l of each, then the o elements), and
+ * normalised: the second merge of the cluster kernel and of the attention block (a split without keys
+ * has m = -inf and weighs nothing).
+ */
+__device__ __forceinline__ float combine_splits(const float* states, int n, int stride, int G, int g, int o) {
+    float M = -INFINITY;
+    for (int b = 0; b < n; ++b) M = fmaxf(M, states[b * stride + g]);
+    float Ls = 0.0f, Os = 0.0f;
+    for (int b = 0; b < n; ++b) {
+        const float mb = states[b * stride + g];
+        const float wt = mb == -INFINITY ? 0.0f : exp2f(mb - M);
+        Ls += wt * states[b * stride + G + g];
+        Os += wt * states[b * stride + o];
+    }
+    return Os / Ls;
+}
+
+/**
  * The cluster decode kernel (attention_decode_cluster.cu) for q (R, Hq, D) f32, or, when qkv is set,
  * the fused input (q / k norm, RoPE and the cache write inside, as attention_decode_fused_cuda).
  * Returns false, launching nothing, for shapes it does not take (D not 64 / 128 / 256 or > 8 query

@@ -152,17 +152,7 @@ __global__ void __launch_bounds__(kThreads)
     if (nsplit == 1) return;
     cluster.sync();  // the totals have landed; no block's shared memory is touched after this
     for (int i = rank * per + tid; i < min(G * D, (rank + 1) * per); i += kThreads) {
-        const int g = i / D, k = 2 * G + i - rank * per;
-        float M = -INFINITY;
-        for (int b = 0; b < nsplit; ++b) M = fmaxf(M, sX[b * stride + g]);
-        float Ls = 0.0f, Os = 0.0f;
-        for (int b = 0; b < nsplit; ++b) {
-            const float mb = sX[b * stride + g];
-            const float wt = mb == -INFINITY ? 0.0f : exp2f(mb - M);
-            Ls += wt * sX[b * stride + G + g];
-            Os += wt * sX[b * stride + k];
-        }
-        out[out0 + i] = from_f32<OutT>(Os / Ls);
+        out[out0 + i] = from_f32<OutT>(combine_splits(sX, nsplit, stride, G, i / D, 2 * G + i - rank * per));
     }
 }
 
