@@ -52,7 +52,8 @@ public:
     size_t kv_bytes_per_position() const;
     /**
      * How a batch-1 decode step runs: "persistent" (one kernel for every layer, decode_persistent.h),
-     * or "per-op: <why not persistent>".
+     * "attention-block (...)" (decode_attn_block.h), or "per-op: <why not persistent>; <why not the
+     * attention block>; dense GEMVs: <shared memory where the weights fit | rows>" (linear.cu).
      */
     std::string batch1_step() const;
 

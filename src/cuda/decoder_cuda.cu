@@ -55,16 +55,25 @@ int64_t l2_prefetch_budget() {
     return static_cast<int64_t>(l2) * 2 / 5;
 }
 
+// An on/off switch from the environment: unset -> dflt; anything but 0 or 1 is an error naming it.
+bool env_switch(const char* name, bool dflt) {
+    const char* e = std::getenv(name);
+    if (!e) return dflt;
+    const std::string v(e);
+    if (v != "0" && v != "1") fail_rt("{}={}: expected 0 or 1", name, v);
+    return v == "1";
+}
+
 // Programmatic dependent launch of the decode GEMVs and attention (launch_kernel in common.cuh): on
 // unless LMSCOPE_CUDA_PDL=0. H100, batch-1 decode, off -> on: 0.6B 828 -> 983 tok/s, 8B 152.5 -> 157.9
 // (bench/RESULTS.md, fourth session).
-bool pdl_choice() {
-    const char* e = std::getenv("LMSCOPE_CUDA_PDL");
-    if (!e) return true;
-    const std::string v(e);
-    if (v != "0" && v != "1") fail_rt("LMSCOPE_CUDA_PDL={}: expected 0 or 1", v);
-    return v == "1";
-}
+bool pdl_choice() { return env_switch("LMSCOPE_CUDA_PDL", true); }
+
+// Dense batch-1 GEMVs whose weights fit take them through shared memory, copied by TMA while the kernel
+// before them runs (linear.cu), unless LMSCOPE_CUDA_GEMV_SMEM=0. H100, 0.6B BF16 b=1, alternated in one
+// call: P = 512 1107 -> 1155 tok/s, P = 64 1157 -> 1168, P = 2048 988 -> 1021 (bench/cuda_notes.md,
+// ninth session).
+bool gemv_smem_choice() { return env_switch("LMSCOPE_CUDA_GEMV_SMEM", true); }
 
 // LMSCOPE_CUDA_KNOCKOUT=attn,qkv,o,gate_up,down: a measuring aid, not a mode. The decode steps leave
 // those kernels out, so their outputs are meaningless; what a step then costs against the full step is
@@ -136,6 +145,7 @@ struct CudaDecoder::Impl {
     std::vector<const DeviceLinear*> gemv_order;  // qkv, o, gate_up, down of each layer, then lm_head
     int64_t l2_budget = 0;                        // bytes ahead of the running GEMV; 0: off
     bool pdl = true;
+    bool gemv_smem = true;  // LMSCOPE_CUDA_GEMV_SMEM
     unsigned knockout = 0;  // Knockout bits (decode steps only)
     size_t gemv_next = 0, l2_next = 0;            // GEMV about to be enqueued; first linear not yet asked for
     std::unique_ptr<PersistentDecode> persistent;  // the one-kernel batch-1 step, where the shape allows
@@ -335,6 +345,7 @@ struct CudaDecoder::Impl {
     GemvIn gemv_in(GemvIn in) {
         in.l2 = plan_l2();
         in.pdl = pdl;
+        in.smem = gemv_smem;
         return in;
     }
 
@@ -574,6 +585,7 @@ CudaDecoder::CudaDecoder(const DecoderModel& host, CudaOptions opt) : impl_(std:
     m.gemv_order.push_back(&m.lm_head);
     m.l2_budget = l2_prefetch_budget();
     m.pdl = pdl_choice();
+    m.gemv_smem = gemv_smem_choice();
     m.knockout = knockout_choice();
     const std::vector<float> inv = rope_inv_freq(cfg.rope, cfg.head_dim);
     m.inv_freq.resize(inv.size() * sizeof(float));
@@ -595,7 +607,9 @@ size_t CudaDecoder::weight_bytes() const { return impl_->wbytes; }
 std::string CudaDecoder::batch1_step() const {
     if (impl_->persistent) return "persistent";
     if (impl_->attn_block) return "attention-block (" + impl_->attn_block->describe() + ")";
-    return "per-op: " + impl_->persistent_why + "; " + impl_->attn_block_why;
+    return "per-op: " + impl_->persistent_why + "; " + impl_->attn_block_why +
+           (impl_->gemv_smem ? "; dense GEMVs: shared memory where the weights fit"
+                             : "; dense GEMVs: rows (LMSCOPE_CUDA_GEMV_SMEM=0)");
 }
 size_t CudaDecoder::kv_bytes_per_position() const {
     return 2 * static_cast<size_t>(impl_->cfg.num_layers * impl_->cfg.kv_dim()) * dtype_size(impl_->kv_dtype);

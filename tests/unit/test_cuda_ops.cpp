@@ -320,48 +320,88 @@ std::vector<Case> make_cases() {
     for (DType dt : fdt)
         for (int64_t in : {1, 7, 33, 128, 129, 2048, 3000, 4097})  // 2048, 3000: split-K, uneven parts
             for (int64_t out : {1, 7, 129})
-                for (int64_t T : {1, 2, 3, 9}) {
-                    if (in == 4097 && T == 9 && out == 129) continue;
-                    cs.push_back({fmt::format("linear {} in={} out={} T={}", dtype_name(dt), in, out, T), kF32,
-                                  [=](std::mt19937& rng) {
-                                      auto x = randn(T * in, rng);
-                                      Linear w = Linear::dense("w", tensor_of(randn(out * in, rng, 0.1f), {out, in}, dt),
-                                                               out % 2 ? tensor_of(randn(out, rng), {out}, DType::F32) : Tensor());
-                                      std::vector<float> ref(static_cast<size_t>(T * out));
-                                      linear_ref(x.data(), T, w, ref.data());
-                                      Dev dx(x), dw(w.weight), db(w.bias.defined() ? w.bias : Tensor::zeros(DType::F32, {1})),
-                                          dy(ref.size() * 4);
-                                      DeviceLinear dl{LinearFormat::Dense, dt, dw.p, w.bias.defined() ? db.get() : nullptr,
-                                                      nullptr, nullptr, in, out};
-                                      linear_cuda(dx.get(), T, dl, dy.get());
-                                      return max_rel_diff(dy.f32(T * out), ref);
-                                  }});
-                }
+                for (int64_t T : {1, 2, 3, 9})
+                    for (int smem :
+                         {0, 1}) {  // T = 1: the row GEMV and the opt-in shared-memory GEMV (linear.cu)
+                        if (in == 4097 && T == 9 && out == 129) continue;
+                        if (T > 1 && smem == 1) continue;
+                        cs.push_back({fmt::format("linear {} in={} out={} T={}{}", dtype_name(dt), in, out, T,
+                                                  smem ? " smem" : ""),
+                                      kF32, [=](std::mt19937& rng) {
+                                          auto x = randn(T * in, rng);
+                                          Linear w = Linear::dense(
+                                              "w", tensor_of(randn(out * in, rng, 0.1f), {out, in}, dt),
+                                              out % 2 ? tensor_of(randn(out, rng), {out}, DType::F32)
+                                                      : Tensor());
+                                          std::vector<float> ref(static_cast<size_t>(T * out));
+                                          linear_ref(x.data(), T, w, ref.data());
+                                          Dev dx(x), dw(w.weight),
+                                              db(w.bias.defined() ? w.bias : Tensor::zeros(DType::F32, {1})),
+                                              dy(ref.size() * 4);
+                                          DeviceLinear dl{LinearFormat::Dense,
+                                                          dt,
+                                                          dw.p,
+                                                          w.bias.defined() ? db.get() : nullptr,
+                                                          nullptr,
+                                                          nullptr,
+                                                          in,
+                                                          out};
+                                          GemvIn gi;
+                                          gi.smem = smem != 0;
+                                          linear_gemv_cuda(dx.get(), T, dl, gi, dy.get(), out, false);
+                                          return max_rel_diff(dy.f32(T * out), ref);
+                                      }});
+                    }
     // GEMV with fused input transforms and the residual add
+    // (T = 1 "smem": the opt-in shared-memory GEMV; out 4097 / 6144 / 6732 at in = 1024 are 32 / 47 / 51
+    // rows a block, the last over its 100 KB and so the row GEMV)
+    struct GemvShape {
+        int64_t in, T, out;
+        int smem;
+    };
+    std::vector<GemvShape> gemv_shapes;
+    for (int64_t in : {7, 1024, 3000, 4097})
+        for (int64_t T : {1, 4, 8}) gemv_shapes.push_back({in, T, 33, 0});
+    for (int64_t in : {7, 1024, 3000, 4097}) gemv_shapes.push_back({in, 1, 33, 1});
+    for (int64_t out : {4097, 6144, 6732}) gemv_shapes.push_back({1024, 1, out, 1});
+    gemv_shapes.push_back({1024, 1, 4097, 0});
     for (int mode = 0; mode < 2; ++mode)
-        for (int64_t in : {7, 1024, 3000, 4097})
-            for (int64_t T : {1, 4, 8}) {
-                cs.push_back({fmt::format("linear_gemv {} bf16 in={} T={} +residual", mode ? "silu_mul" : "rms_norm", in, T),
-                              kF32, [=](std::mt19937& rng) {
-                                  const int64_t out = 33;
-                                  const int64_t xs = mode ? 2 * in : in;
-                                  auto x = randn(T * xs, rng, 2.0f), nw = randn(in, rng), r = randn(T * out, rng);
-                                  std::vector<float> xin(static_cast<size_t>(T * in));
-                                  for (int64_t t = 0; t < T; ++t) {
-                                      if (mode) silu_mul_ref(x.data() + t * xs, x.data() + t * xs + in, in, xin.data() + t * in);
-                                      else rms_norm_ref(x.data() + t * xs, 1, in, tensor_of(nw, {in}, DType::F32), 1e-6f, xin.data() + t * in);
-                                  }
-                                  Linear w = Linear::dense("w", tensor_of(randn(out * in, rng, 0.1f), {out, in}, DType::BF16));
-                                  std::vector<float> ref(static_cast<size_t>(T * out));
-                                  linear_ref(xin.data(), T, w, ref.data());
-                                  for (size_t i = 0; i < ref.size(); ++i) ref[i] += r[i];
-                                  Dev dx(x), dn(nw), dw(w.weight), dy(r);
-                                  DeviceLinear dl{LinearFormat::Dense, DType::BF16, dw.p, nullptr, nullptr, nullptr, in, out};
-                                  GemvIn gi{mode ? GemvInput::SiluMul : GemvInput::RmsNorm, mode ? nullptr : dn.get(), 1e-6f, xs, in, {}};
-                                  linear_gemv_cuda(dx.get(), T, dl, gi, dy.get(), out, true);
-                                  return max_rel_diff(dy.f32(T * out), ref);
-                              }});
-            }
+        for (const GemvShape& sh : gemv_shapes) {
+            const int64_t in = sh.in, T = sh.T, out = sh.out;
+            const int smem = sh.smem;
+            cs.push_back(
+                {fmt::format("linear_gemv {} bf16 in={} out={} T={} +residual{}",
+                             mode ? "silu_mul" : "rms_norm", in, out, T, smem ? " smem" : ""),
+                 kF32, [=](std::mt19937& rng) {
+                     const int64_t xs = mode ? 2 * in : in;
+                     auto x = randn(T * xs, rng, 2.0f), nw = randn(in, rng), r = randn(T * out, rng);
+                     std::vector<float> xin(static_cast<size_t>(T * in));
+                     for (int64_t t = 0; t < T; ++t) {
+                         if (mode)
+                             silu_mul_ref(x.data() + t * xs, x.data() + t * xs + in, in, xin.data() + t * in);
+                         else
+                             rms_norm_ref(x.data() + t * xs, 1, in, tensor_of(nw, {in}, DType::F32), 1e-6f,
+                                          xin.data() + t * in);
+                     }
+                     Linear w =
+                         Linear::dense("w", tensor_of(randn(out * in, rng, 0.1f), {out, in}, DType::BF16));
+                     std::vector<float> ref(static_cast<size_t>(T * out));
+                     linear_ref(xin.data(), T, w, ref.data());
+                     for (size_t i = 0; i < ref.size(); ++i) ref[i] += r[i];
+                     Dev dx(x), dn(nw), dw(w.weight), dy(r);
+                     DeviceLinear dl{
+                         LinearFormat::Dense, DType::BF16, dw.p, nullptr, nullptr, nullptr, in, out};
+                     GemvIn gi{mode ? GemvInput::SiluMul : GemvInput::RmsNorm,
+                               mode ? nullptr : dn.get(),
+                               1e-6f,
+                               xs,
+                               in,
+                               {}};
+                     gi.smem = smem != 0;
+                     linear_gemv_cuda(dx.get(), T, dl, gi, dy.get(), out, true);
+                     return max_rel_diff(dy.f32(T * out), ref);
+                 }});
+        }
     // cuBLAS GEMM on 16-bit activations (the reference gets the same rounded activations)
     for (DType dt : {DType::BF16, DType::F16, DType::F32})
         for (DType od : {DType::F32, DType::BF16})

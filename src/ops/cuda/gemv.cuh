@@ -502,10 +502,9 @@ void rows(const typename F::Params& w, const Args& a0, cudaStream_t stream) {
     }
 }
 
-/** linear_gemv_cuda for the format F with its device pointers `p`. */
-template <class F>
-void run(const typename F::Params& p, const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in, float* y,
-         int64_t y_stride, bool accumulate, cudaStream_t stream) {
+/** The launch arguments of linear_gemv_cuda's call. */
+inline Args make_args(const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in, float* y,
+                      int64_t y_stride, bool accumulate) {
     Args a;
     a.in = static_cast<int>(w.in);
     a.out = static_cast<int>(w.out);
@@ -521,6 +520,14 @@ void run(const typename F::Params& p, const float* x, int64_t T, const DeviceLin
     a.acc = accumulate;
     a.l2 = in.l2;
     a.pdl = in.pdl;
+    return a;
+}
+
+/** linear_gemv_cuda for the format F with its device pointers `p`. */
+template <class F>
+void run(const typename F::Params& p, const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in,
+         float* y, int64_t y_stride, bool accumulate, cudaStream_t stream) {
+    const Args a = make_args(x, T, w, in, y, y_stride, accumulate);
     switch (in.mode) {
         case GemvInput::Plain: rows<F, GemvInput::Plain>(p, a, stream); break;
         case GemvInput::RmsNorm: rows<F, GemvInput::RmsNorm>(p, a, stream); break;
