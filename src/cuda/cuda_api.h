@@ -53,7 +53,7 @@ public:
     /**
      * How a batch-1 decode step runs: "persistent" (one kernel for every layer, decode_persistent.h),
      * "attention-block (...)" (decode_attn_block.h), or "per-op: <why not persistent>; <why not the
-     * attention block>; dense GEMVs: <shared memory where the weights fit | rows>" (linear.cu).
+     * attention block>; dense GEMVs: <shared memory where the weights fit | rows>" (ops/cuda/gemv_smem.cuh).
      */
     std::string batch1_step() const;
 

@@ -70,8 +70,8 @@ bool env_switch(const char* name, bool dflt) {
 bool pdl_choice() { return env_switch("LMSCOPE_CUDA_PDL", true); }
 
 // Dense batch-1 GEMVs whose weights fit take them through shared memory, copied by TMA while the kernel
-// before them runs (linear.cu), unless LMSCOPE_CUDA_GEMV_SMEM=0. H100, 0.6B BF16 b=1, alternated in one
-// call: P = 512 1107 -> 1155 tok/s, P = 64 1157 -> 1168, P = 2048 988 -> 1021 (bench/cuda_notes.md,
+// before them runs (ops/cuda/gemv_smem.cuh), unless LMSCOPE_CUDA_GEMV_SMEM=0. H100, 0.6B BF16 b=1, alternated
+// in one call: P = 512 1107 -> 1155 tok/s, P = 64 1157 -> 1168, P = 2048 988 -> 1021 (bench/cuda_notes.md,
 // ninth session).
 bool gemv_smem_choice() { return env_switch("LMSCOPE_CUDA_GEMV_SMEM", true); }
 

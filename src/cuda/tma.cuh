@@ -1,6 +1,6 @@
 // The TMA's bulk copies into shared memory and the mbarriers they complete on (sm_90): what the
 // persistent decode step (decode_persistent.cu), the attention block (decode_attn_block.cu) and the
-// shared-memory GEMV (ops/cuda/linear.cu) use to bring a block's weights into shared memory while the
+// shared-memory GEMV (ops/cuda/gemv_smem.cuh) use to bring a block's weights into shared memory while the
 // block, or the kernel before it, does other work.
 #pragma once
 

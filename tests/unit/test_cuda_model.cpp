@@ -349,7 +349,7 @@ TEST(CudaAttnBlock, MatchesKernelPerOpStep) {
     std::filesystem::remove_all(root);
 }
 
-// The dense batch-1 GEMVs through shared memory (linear.cu, the default) against the row GEMVs
+// The dense batch-1 GEMVs through shared memory (gemv_smem.cuh, the default) against the row GEMVs
 // (LMSCOPE_CUDA_GEMV_SMEM=0); a bad value of the switch. (The op test compares the kernel itself with the
 // reference.)
 TEST(CudaGemvSmem, MatchesRowGemvStep) {

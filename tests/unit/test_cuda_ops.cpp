@@ -322,7 +322,7 @@ std::vector<Case> make_cases() {
             for (int64_t out : {1, 7, 129})
                 for (int64_t T : {1, 2, 3, 9})
                     for (int smem :
-                         {0, 1}) {  // T = 1: the row GEMV and the opt-in shared-memory GEMV (linear.cu)
+                         {0, 1}) {  // T = 1: the row GEMV and the shared-memory GEMV (gemv_smem.cuh)
                         if (in == 4097 && T == 9 && out == 129) continue;
                         if (T > 1 && smem == 1) continue;
                         cs.push_back({fmt::format("linear {} in={} out={} T={}{}", dtype_name(dt), in, out, T,
@@ -353,8 +353,8 @@ std::vector<Case> make_cases() {
                                       }});
                     }
     // GEMV with fused input transforms and the residual add
-    // (T = 1 "smem": the opt-in shared-memory GEMV; out 4097 / 6144 / 6732 at in = 1024 are 32 / 47 / 51
-    // rows a block, the last over its 100 KB and so the row GEMV)
+    // (T = 1 "smem": the shared-memory GEMV (gemv_smem.cuh); out 4097 / 6144 / 6732 at in = 1024 are 32 / 47
+    // / 51 rows a block, the last over its 100 KB and so the row GEMV)
     struct GemvShape {
         int64_t in, T, out;
         int smem;

@@ -9,8 +9,8 @@
 #include <type_traits>
 
 #include "cuda/common.cuh"
-#include "cuda/tma.cuh"
 #include "ops/cuda/gemv.cuh"
+#include "ops/cuda/gemv_smem.cuh"
 #include "ops/cuda/linear_quant.cuh"
 #include "ops/cuda/ops_cuda.h"
 
@@ -119,184 +119,30 @@ struct DenseFmt : gemv::LaneFormat<1> {
     }
 };
 
-// Batch 1 (GemvIn::smem, which the decoder sets unless LMSCOPE_CUDA_GEMV_SMEM=0), a weight small enough
-// that each block's share of its rows fits in shared memory (a Qwen3-0.6B layer: at most 94 KB a block on
-// 132 SMs). The rows come in by TMA bulk copies issued before griddepcontrol.wait, and a block takes part
-// of an SM (16 warps, 48 registers, <= ~110 KB), so under PDL it is resident while the kernel before it
-// runs and its weights arrive meanwhile (the row GEMV above holds the whole register file, so its loads
-// start only as the previous kernel's blocks leave). The dot products then read shared memory only;
-// they take 1-2 us of a GEMV's ~5 (its bandwidth, shared with the TMA writes of the next kernel's
-// weights). H100, 0.6B BF16 b=1: 1107 -> 1155 tok/s at P = 512 (bench/cuda_notes.md, ninth session).
-constexpr int kSmemWarps = 16;
-constexpr int64_t kSmemSliceMax = 100 * 1024;  // weight bytes a block may hold
-constexpr int kSmemRowsMax = 512;              // rows a block may hold (the split-K sums' space)
-
-// Partial dot products of m <= 8 rows of the block's slice (rows starting at `rows`, each `in` long) with
-// x over the 16-byte vectors [jb, je), summed over the warp. x is read from shared memory once for all m
-// rows (x in f32 is twice the bytes of a bf16 row); the rows past m are neither read nor summed. One
-// transposing butterfly reduces the 8 sums (9 shuffles instead of 8 x 5). Returns the sum of row
-// 4 * bit 4 + 2 * bit 3 + bit 2 of the lane.
+// Dense rows for the shared-memory GEMV (gemv_smem.cuh)
 template <typename WT>
-__device__ __forceinline__ float smem_dot8(const WT* rows, int in, int m, const gemv::Xs& X, int lane, int jb,
-                                           int je) {
-    constexpr int VN = Vec16<WT>::N;
-    const uint4* w = reinterpret_cast<const uint4*>(rows);
-    const int nvr = in / VN;  // vectors a row
-    float acc[8][2] = {};
-    for (int j = jb + lane; j < je; j += 32) {
-        float4 xv[VN / 4];
-#pragma unroll
-        for (int e = 0; e < VN / 4; ++e) xv[e] = X.at4(0, j * (VN / 4) + e);
-#pragma unroll
-        for (int r = 0; r < 8; ++r) {
-            // (all 8 loads issued first, predicated, was slower: 2270 cycles a call against 2150)
-            if (r >= m) break;
-            const uint4 wv = w[r * nvr + j];
-            if constexpr (std::is_same_v<WT, __nv_bfloat16>) {
-                gemv::fma_bf16x8(wv, xv[0], xv[1], acc[r][0], acc[r][1]);
-            } else {
-                float f[VN];
-                Vec16<WT>::unpack(wv, f);
-#pragma unroll
-                for (int e = 0; e < VN / 4; ++e) {
-                    acc[r][e & 1] = fmaf(f[4 * e], xv[e].x, acc[r][e & 1]);
-                    acc[r][e & 1] = fmaf(f[4 * e + 1], xv[e].y, acc[r][e & 1]);
-                    acc[r][e & 1] = fmaf(f[4 * e + 2], xv[e].z, acc[r][e & 1]);
-                    acc[r][e & 1] = fmaf(f[4 * e + 3], xv[e].w, acc[r][e & 1]);
-                }
-            }
-        }
-    }
-    // bit 4: lanes with it keep rows 4..7 and hand 0..3 to their partner; then bits 3 and 2 likewise
-    float v[8];
-#pragma unroll
-    for (int r = 0; r < 8; ++r) v[r] = acc[r][0] + acc[r][1];
-#pragma unroll
-    for (int half = 4, bit = 16; half >= 1; half /= 2, bit /= 2) {
-        const bool hi = lane & bit;
-#pragma unroll
-        for (int r = 0; r < half; ++r) {
-            const float keep = hi ? v[r + half] : v[r], send = hi ? v[r] : v[r + half];
-            v[r] = keep + __shfl_xor_sync(0xffffffffu, send, bit);
-        }
-    }
-    v[0] += __shfl_xor_sync(0xffffffffu, v[0], 2);
-    v[0] += __shfl_xor_sync(0xffffffffu, v[0], 1);
-    return v[0];
-}
-
-template <typename WT, GemvInput MODE>
-__global__ void __launch_bounds__(kSmemWarps * 32, 2)
-    gemv_smem_kernel(const WT* __restrict__ w, gemv::Args a, int rows_max) {
-    extern __shared__ __align__(128) unsigned char smem[];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    // the block's rows [r0, r0 + n) (out split evenly over the grid). Each group of ks warps takes a
-    // contiguous run of rows; its ks warps split each row's vectors (at least one a lane), so that x is
-    // read from shared memory once per 8 rows of a group, not once per row
-    const int r0 = static_cast<int>(static_cast<int64_t>(blockIdx.x) * a.out / gridDim.x);
-    const int n = static_cast<int>(static_cast<int64_t>(blockIdx.x + 1) * a.out / gridDim.x) - r0;
-    constexpr int VN = Vec16<WT>::N;
-    const int nv = a.in / VN;  // 16-byte vectors a row
-    int ks = 1;
-    while (ks < kSmemWarps && nv >= 64 * ks) ks *= 2;
-    const int groups = kSmemWarps / ks, grp = warp / ks, part = warp % ks;
-    const int q0 = n * grp / groups, q1 = n * (grp + 1) / groups;  // the group's rows
-    const int jb = nv * part / ks, je = nv * (part + 1) / ks;
-    uint64_t* mbar = reinterpret_cast<uint64_t*>(smem) + grp;  // the group's rows' copy completes here
-    float* part_sums = reinterpret_cast<float*>(smem + 128);   // (kSmemWarps, rows_max) split-K sums
-    float* xs = part_sums + kSmemWarps * rows_max;             // (in) f(x)
-    WT* ws = reinterpret_cast<WT*>(xs + a.in);                 // (n, in) the block's rows
-    // the weights do not depend on the kernel before: the group's rows are copied before the wait
-    if (part == 0 && lane == 0 && q1 > q0) {
-        const uint32_t bytes = static_cast<uint32_t>(q1 - q0) * static_cast<uint32_t>(a.in) * sizeof(WT);
-        tma::init(mbar, 1);
-        tma::fence_init();
-        tma::expect_bytes(mbar, bytes);
-        tma::copy(ws + static_cast<int64_t>(q0) * a.in, w + (static_cast<int64_t>(r0) + q0) * a.in, bytes,
-                  mbar);
-    }
-    if (threadIdx.x == 0) gemv::prefetch_l2(a.l2);
-    if (a.pdl) {
-        asm volatile("griddepcontrol.wait;" ::: "memory");
-        // the next kernel may start once every block is past its wait, not before: allowed at the
-        // start, 3-4 kernels were resident at once and the 0.6B chain of four GEMVs took 7.4-7.8 us a
-        // GEMV instead of 4.8 (bench/cuda_notes.md, ninth session)
-        asm volatile("griddepcontrol.launch_dependents;");
-    }
-    const gemv::Xs X(xs, a.in);
-    gemv::stage_x<1, MODE>(a, X);
-    __syncthreads();  // x staged; also orders the mbarrier inits before the other warps' waits
-    uint32_t parity = 0;
-    if (q1 > q0) tma::wait(mbar, parity);
-    const int rr = 4 * ((lane >> 4) & 1) + 2 * ((lane >> 3) & 1) + ((lane >> 2) & 1);  // this lane's row of 8
-    for (int q = q0; q < q1; q += 8) {
-        const int m = min(8, q1 - q);
-        const float sum = smem_dot8(ws + static_cast<int64_t>(q) * a.in, a.in, m, X, lane, jb, je);
-        if ((lane & 3) != 0 || rr >= m) continue;
-        if (ks > 1) {
-            part_sums[warp * rows_max + (q - q0) + rr] = sum;
+struct DenseSmem {
+    struct Params {};
+    static constexpr int kVN = Vec16<WT>::N;
+    static bool fits(const Params&, int) { return true; }
+    __device__ static void dot(const Params&, const uint4& wv, int /*row*/, int /*j*/,
+                               const float4 (&xv)[kVN / 4], float& a0, float& a1) {
+        if constexpr (std::is_same_v<WT, __nv_bfloat16>) {
+            gemv::fma_bf16x8(wv, xv[0], xv[1], a0, a1);
         } else {
-            const int row = r0 + q + rr;
-            float* dst = a.y + row;
-            *dst = (a.acc ? *dst : 0.0f) + sum + (a.bias ? a.bias[row] : 0.0f);
+            float f[kVN];
+            Vec16<WT>::unpack(wv, f);
+#pragma unroll
+            for (int e = 0; e < kVN / 4; ++e) {
+                float& acc = e & 1 ? a1 : a0;
+                acc = fmaf(f[4 * e], xv[e].x, acc);
+                acc = fmaf(f[4 * e + 1], xv[e].y, acc);
+                acc = fmaf(f[4 * e + 2], xv[e].z, acc);
+                acc = fmaf(f[4 * e + 3], xv[e].w, acc);
+            }
         }
     }
-    if (ks > 1) {  // the parts' sums added in part order: the same result whatever the timing
-        __syncthreads();
-        if (part == 0)
-            for (int i = lane; i < q1 - q0; i += 32) {
-                float sum = 0.0f;
-                for (int p = 0; p < ks; ++p) sum += part_sums[(warp + p) * rows_max + i];
-                const int row = r0 + q0 + i;
-                float* dst = a.y + row;
-                *dst = (a.acc ? *dst : 0.0f) + sum + (a.bias ? a.bias[row] : 0.0f);
-            }
-    }
-}
-
-template <GemvInput M>
-using Mode = std::integral_constant<GemvInput, M>;
-
-/** Launches the shared-memory GEMV where it applies; false when the row GEMV must run. */
-template <typename WT>
-bool gemv_smem(const WT* w, const gemv::Args& a, GemvInput mode, cudaStream_t stream) {
-    if (a.T != 1 || a.out <= 0) return false;
-    if ((static_cast<int64_t>(a.in) * sizeof(WT)) % 16 != 0 || reinterpret_cast<uintptr_t>(w) % 16 != 0)
-        return false;
-    const int64_t grid = std::min<int64_t>(sm_count(), a.out);
-    const int64_t rows_max = (a.out + grid - 1) / grid;
-    const int64_t slice = rows_max * a.in * static_cast<int64_t>(sizeof(WT));
-    if (slice > kSmemSliceMax || rows_max > kSmemRowsMax) return false;
-    const size_t smem =
-        128 + sizeof(float) * (kSmemWarps * static_cast<size_t>(rows_max) + static_cast<size_t>(a.in)) +
-        static_cast<size_t>(slice);
-    if (smem > gemv::max_smem_optin()) return false;
-    const auto go = [&](auto mode_tag) {
-        constexpr GemvInput kMode = decltype(mode_tag)::value;
-        static std::once_flag once;  // one per kernel: the lambda is instantiated per mode
-        std::call_once(once, [] {
-            CUDA_CHECK(cudaFuncSetAttribute(gemv_smem_kernel<WT, kMode>,
-                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                            static_cast<int>(gemv::max_smem_optin())));
-            prefer_shared_carveout(reinterpret_cast<const void*>(gemv_smem_kernel<WT, kMode>));
-        });
-        launch_kernel(gemv_smem_kernel<WT, kMode>, dim3(static_cast<unsigned>(grid)), dim3(kSmemWarps * 32),
-                      smem, stream, a.pdl, w, a, static_cast<int>(rows_max));
-        CUDA_CHECK_LAUNCH();
-    };
-    switch (mode) {
-        case GemvInput::Plain:
-            go(Mode<GemvInput::Plain>{});
-            break;
-        case GemvInput::RmsNorm:
-            go(Mode<GemvInput::RmsNorm>{});
-            break;
-        case GemvInput::SiluMul:
-            go(Mode<GemvInput::SiluMul>{});
-            break;
-    }
-    return true;
-}
+};
 
 cudaDataType_t cuda_type(DType dt) {
     switch (dt) {
@@ -320,7 +166,8 @@ void linear_gemv_cuda(const float* x, int64_t T, const DeviceLinear& w, const Ge
     dispatch_float(w.dtype, [&](auto* tp) {
         using WT = std::remove_pointer_t<decltype(tp)>;
         const WT* wp = static_cast<const WT*>(w.weight);
-        if (in.smem && gemv_smem(wp, gemv::make_args(x, T, w, in, y, y_stride, accumulate), in.mode, stream))
+        if (in.smem && gemv::run_smem<DenseSmem<WT>>(
+                           {}, wp, gemv::make_args(x, T, w, in, y, y_stride, accumulate), in.mode, stream))
             return;
         gemv::run<DenseFmt<WT>>({wp}, x, T, w, in, y, y_stride, accumulate, stream);
     });

@@ -223,7 +223,7 @@ struct GemvIn {
     int64_t up_offset = 0;  // SiluMul
     L2Prefetch l2;          // issued when each block starts its last pass over the rows
     bool pdl = false;       // programmatic dependent launch (launch_kernel in cuda/common.cuh)
-    bool smem = false;      // dense batch 1: the weights through shared memory where they fit (linear.cu)
+    bool smem = false;      // dense batch 1: the weights through shared memory where they fit (gemv_smem.cuh)
 };
 
 /**
