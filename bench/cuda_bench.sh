@@ -9,8 +9,9 @@
 #   decode floor  = (weight bytes on the GPU + KV bytes read per step) / copy bandwidth
 #   prefill floor = 2 * params * P (+ attention FLOPs) / matmul rate
 # The AWQ quantisation (single-threaded, minutes for 8B) runs in the background while the bf16 / fp8
-# rows are measured; `bash bench/cuda_bench.sh --prepare BIN OUT` only makes the bf16 checkpoints and
-# starts those quantisations (tools/cuda_device_run.sh calls it before the tests, so that they overlap).
+# rows are measured; `bash bench/cuda_bench.sh --prepare BIN OUT` only makes the bf16 and (when named)
+# FP8 checkpoints and starts the AWQ quantisation (tools/cuda_device_run.sh calls it before the tests,
+# so that they overlap).
 # BENCH_REPEAT (default 5) runs per row, BENCH_PDL=1 adds bf16 b=1 without PDL, BENCH_L2=1
 # the decode b=1 row of each format with the L2 prefetch chain on (LMSCOPE_CUDA_L2_PREFETCH_MB=auto).
 # Prints a table last; JSON lines in OUT_DIR/bench.jsonl. See bench/cuda_notes.md.
@@ -27,10 +28,16 @@ REPEAT=${BENCH_REPEAT:-5}
 J=$OUT/bench.jsonl
 export PYTHONUNBUFFERED=1
 
-# the bf16 checkpoint, and the AWQ quantisation started in the background (marker file while it runs)
+# the bf16 checkpoint, the FP8 one (seconds), and the AWQ quantisation started in the background (marker
+# file while it runs), each only when $BENCH_FORMATS names it
 prepare() {
-    local m=$1 base=/tmp/lmscope_bench_$1
+    local m=$1 base=/tmp/lmscope_bench_$1 s
     [ -f "$base/config.json" ] || "$BIN" init --preset "$m" --dtype bf16 "$base" >/dev/null || { echo "init $m failed"; return 1; }
+    if [[ " $FORMATS " == *" fp8 "* ]] && [ ! -f "${base}_fp8/config.json" ]; then
+        s=$(date +%s)
+        "$BIN" quantize --fp8 "$base" "${base}_fp8" --no-progress > "$OUT/quant_fp8_$m.log" 2>&1 || { echo "quantize --fp8 $m failed"; tail -3 "$OUT/quant_fp8_$m.log"; }
+        echo "fp8 $m: quantized in $(( $(date +%s) - s )) s"
+    fi
     if [[ " $FORMATS " == *" awq "* ]] && [ ! -f "${base}_awq/config.json" ] && [ ! -f "${base}_awq.running" ]; then
         touch "${base}_awq.running"
         ( s=$(date +%s); "$BIN" quantize --awq "$base" "${base}_awq" --method rtn --no-progress > "$OUT/quant_awq_$m.log" 2>&1;
@@ -70,11 +77,6 @@ bench_rows() {  # shape format dir
 for m in $MODELS; do
     base=/tmp/lmscope_bench_$m
     prepare "$m" || continue
-    if [[ " $FORMATS " == *" fp8 "* ]] && [ ! -f "${base}_fp8/config.json" ]; then
-        s=$(date +%s)
-        "$BIN" quantize --fp8 "$base" "${base}_fp8" --no-progress > "$OUT/quant_fp8_$m.log" 2>&1 || { echo "quantize --fp8 $m failed"; tail -3 "$OUT/quant_fp8_$m.log"; }
-        echo "fp8 $m: quantized in $(( $(date +%s) - s )) s"
-    fi
     for f in $FORMATS; do
         case $f in
             bf16) dir=$base ;;
