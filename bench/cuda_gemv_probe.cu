@@ -13,8 +13,9 @@
 //               while the previous kernel drains)
 //   empty       an empty kernel of one block per SM: the node-to-node floor (and empty+pdl)
 // then the same shapes in FP8-block and AWQ int4 (g = 128) against a PDL stream of their bytes,
-// and the 0.6B layer chain (qkv, o, gate_up, down, 28 times, with PDL) as the decoder issues it
-// (LMSCOPE_CUDA_GEMV_SMEM=1: through the shared-memory GEMV, as the decoder then runs it).
+// and the 0.6B layer chain (qkv, o, gate_up, down, 28 times, with PDL) as the decoder issues it: through
+// the shared-memory GEMV (gemv_smem.cuh) as the decoder's default, the row GEMV with
+// LMSCOPE_CUDA_GEMV_SMEM=0.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -214,9 +215,9 @@ int main(int argc, char** argv) {
     size_t layer_bytes = 0;
     for (const ProbeShape& s : layer) layer_bytes += static_cast<size_t>(s.out * s.in) * 2;
     const int nl = static_cast<int>(std::min<size_t>(28, pool_bytes / layer_bytes));
-    // as the decoder does with LMSCOPE_CUDA_GEMV_SMEM=1: the weights through shared memory (linear.cu)
+    // as the decoder does: the weights through shared memory unless LMSCOPE_CUDA_GEMV_SMEM=0
     const char* smem_env = std::getenv("LMSCOPE_CUDA_GEMV_SMEM");
-    const bool smem = smem_env && std::string(smem_env) == "1";
+    const bool smem = !smem_env || std::string(smem_env) != "0";
     const double chain = time_graph(st, 4 * nl, [&](int i) {
         const ProbeShape& s = layer[i % 4];
         size_t off = static_cast<size_t>(i / 4) * layer_bytes;
@@ -234,7 +235,8 @@ int main(int argc, char** argv) {
     std::printf(
         "\n0.6B layer chain (qkv, o, gate_up, down) x %d%s: %.2f us per GEMV, %.1f us per layer (%.1f us of "
         "bytes at 3 TB/s)\n",
-        nl, smem ? ", weights through shared memory" : "", chain, 4 * chain, layer_bytes / bw * 1e6);
+        nl, smem ? ", weights through shared memory" : ", row GEMV", chain, 4 * chain,
+        layer_bytes / bw * 1e6);
     CUDA_CHECK(cudaStreamDestroy(st));
     return 0;
 }

@@ -1,7 +1,9 @@
 // CUDA linear layers. Decode: the GEMV skeleton of gemv.cuh (x staged once per block in shared
 // memory with the input transform fused, weights streamed once per up to 8 activation rows with
-// 16-byte loads, warp-shuffle sums, residual add fused into the store) with the dense loader below;
-// FP8-block and AWQ int4 loaders live in linear_fp8.cu / linear_awq.cu. Prefill / large batches:
+// 16-byte loads, warp-shuffle sums, residual add fused into the store) with the dense loader below, or,
+// at batch 1 for weights whose share per block fits (GemvIn::smem), the shared-memory GEMV of
+// gemv_smem.cuh with the dense format below; FP8-block and AWQ int4 loaders live in linear_fp8.cu /
+// linear_awq.cu. Prefill / large batches:
 // cuBLAS GEMM on 16-bit activations, f32 accumulate; quantized weights go through the tensor-core
 // GEMM of linear_qgemm.cu for T <= 64 (weight read once) and are dequantised into a scratch for
 // cuBLAS above. Beside ops/ref/linear*.cpp and ops/cpu/linear*.cpp.
