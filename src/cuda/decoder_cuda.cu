@@ -71,8 +71,8 @@ bool pdl_choice() { return env_switch("LMSCOPE_CUDA_PDL", true); }
 
 // Dense batch-1 GEMVs whose weights fit take them through shared memory, copied by TMA while the kernel
 // before them runs (ops/cuda/gemv_smem.cuh), unless LMSCOPE_CUDA_GEMV_SMEM=0. H100, 0.6B BF16 b=1, alternated
-// in one call: P = 512 1107 -> 1155 tok/s, P = 64 1157 -> 1168, P = 2048 988 -> 1021 (bench/cuda_notes.md,
-// ninth session).
+// in one call (with the o projection's smem_next_early): P = 512 1112 -> 1181-1186 tok/s, P = 64 1161-1166
+// -> 1194-1198, P = 2048 987 -> 1035 (bench/cuda_notes.md, ninth session).
 bool gemv_smem_choice() { return env_switch("LMSCOPE_CUDA_GEMV_SMEM", true); }
 
 // LMSCOPE_CUDA_KNOCKOUT=attn,qkv,o,gate_up,down: a measuring aid, not a mode. The decode steps leave
@@ -442,8 +442,11 @@ struct CudaDecoder::Impl {
                 }
                 linear_gemm_cuda(blas, act.get(), R, L.down, xp, DType::F32, true, st, deq);
             } else {
-                if (!(ko & kKoO) && !attn_one_kernel)
-                    linear_gemv_cuda(att.get<float>(), R, L.o, gemv_in({}), xp, H, true, st);
+                if (!(ko & kKoO) && !attn_one_kernel) {
+                    GemvIn o_in = gemv_in({});
+                    o_in.smem_next_early = true;  // gate|up, the largest weight, comes next (GemvIn)
+                    linear_gemv_cuda(att.get<float>(), R, L.o, o_in, xp, H, true, st);
+                }
                 if (traced) tr.show(lname(l, "attn_residual"), xp, DType::F32, R, H, H, {R, H});
                 if (traced) trace_norm(lname(l, "post_attention_layernorm"), xp, R, L.post_norm);
                 if (!(ko & kKoGateUp))

@@ -109,6 +109,7 @@ struct Args {
     bool acc = false;
     L2Prefetch l2;
     bool pdl = false;
+    bool next_early = false;  // GemvIn::smem_next_early
     int ksplit = 1;  // warps per row group (split-K), set by launch
 };
 
@@ -520,6 +521,7 @@ inline Args make_args(const float* x, int64_t T, const DeviceLinear& w, const Ge
     a.acc = accumulate;
     a.l2 = in.l2;
     a.pdl = in.pdl;
+    a.next_early = in.smem_next_early;
     return a;
 }
 

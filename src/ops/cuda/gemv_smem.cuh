@@ -6,7 +6,8 @@
 // meanwhile (the row GEMV of gemv.cuh holds the whole register file, so its loads start only as the
 // previous kernel's blocks leave). The dot products then read shared memory only; they take 1-2 us of a
 // GEMV's ~5 (its bandwidth, shared with the TMA writes of the next kernel's weights). H100, 0.6B BF16
-// b=1: 1107 -> 1155 tok/s at P = 512 (bench/cuda_notes.md, ninth session).
+// b=1: 1112 -> 1181-1186 tok/s at P = 512, with the o projection's smem_next_early (bench/cuda_notes.md,
+// ninth session).
 //
 // A weight format F provides (linear.cu: dense rows; FP8-block rows through it measured slower than
 // FP8's own row GEMV, 1122 against 1132 tok/s for 0.6B at P = 512, and do not use it):
@@ -100,6 +101,9 @@ __global__ void __launch_bounds__(kSmemWarps * 32, 2)
     float* part_sums = reinterpret_cast<float*>(smem + 128);   // (kSmemWarps, rows_max) split-K sums
     float* xs = part_sums + kSmemWarps * rows_max;             // (in) f(x)
     uint4* ws = reinterpret_cast<uint4*>(xs + a.in);           // (n, nv) the block's rows
+    // GemvIn::smem_next_early (the decoder's o projection): the next kernel may start at once, so that the
+    // next weight's copy (gate|up's, the layer's largest) overlaps this whole kernel, not its second half
+    if (a.pdl && a.next_early) asm volatile("griddepcontrol.launch_dependents;");
     // the weights do not depend on the kernel before: the group's rows are copied before the wait
     if (part == 0 && lane == 0 && q1 > q0) {
         const uint32_t bytes = static_cast<uint32_t>(q1 - q0) * static_cast<uint32_t>(nv) * 16u;
@@ -111,10 +115,10 @@ __global__ void __launch_bounds__(kSmemWarps * 32, 2)
     if (threadIdx.x == 0) prefetch_l2(a.l2);
     if (a.pdl) {
         asm volatile("griddepcontrol.wait;" ::: "memory");
-        // the next kernel may start once every block is past its wait, not before: allowed at the
-        // start, 3-4 kernels were resident at once and the 0.6B chain of four GEMVs took 7.4-7.8 us a
-        // GEMV instead of 4.8 (bench/cuda_notes.md, ninth session)
-        asm volatile("griddepcontrol.launch_dependents;");
+        // otherwise the next kernel may start once every block is past its wait, not before: allowed at
+        // the start for every GEMV, 3-4 kernels were resident at once and the 0.6B chain of four GEMVs
+        // took 7.4-7.8 us a GEMV instead of 4.8 (bench/cuda_notes.md, ninth session)
+        if (!a.next_early) asm volatile("griddepcontrol.launch_dependents;");
     }
     const Xs X(xs, a.in);
     stage_x<1, MODE>(a, X);
