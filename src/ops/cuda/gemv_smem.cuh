@@ -1,7 +1,7 @@
 // The batch-1 decode GEMV with each block's rows of the weight in shared memory (GemvIn::smem, which the
 // decoder sets unless LMSCOPE_CUDA_GEMV_SMEM=0), for weights small enough that a block's share fits (a
 // Qwen3-0.6B layer: at most 94 KB of BF16 a block on 132 SMs). The rows come in by TMA bulk
-// copies issued before griddepcontrol.wait, and a block takes part of an SM (16 warps, <= 56 registers,
+// copies issued before griddepcontrol.wait, and a block takes part of an SM (16 warps, 48 registers,
 // <= ~110 KB), so under PDL it is resident while the kernel before it runs and its weights arrive
 // meanwhile (the row GEMV of gemv.cuh holds the whole register file, so its loads start only as the
 // previous kernel's blocks leave). The dot products then read shared memory only; they take 1-2 us of a
