@@ -24,7 +24,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 
 #include "cuda/common.cuh"
@@ -433,10 +432,7 @@ bool attn_block_enabled() {
     // read at every decoder's construction (tests switch it within one process); off by default: on an
     // H100 the 0.6B step is slower with it than with the three kernels it replaces (cuda_notes, eighth
     // session)
-    const char* e = std::getenv("LMSCOPE_CUDA_ATTN_BLOCK");
-    if (!e || std::string(e) == "0") return false;
-    if (std::string(e) == "1") return true;
-    throw_usage_error(format_msg("LMSCOPE_CUDA_ATTN_BLOCK={}: expected 0 or 1", e));
+    return env_switch("LMSCOPE_CUDA_ATTN_BLOCK", false);
 }
 
 std::unique_ptr<AttnBlockDecode> AttnBlockDecode::create(const AttnBlockShape& s, const float* inv_freq,
@@ -510,10 +506,7 @@ std::unique_ptr<AttnBlockDecode> AttnBlockDecode::create(const AttnBlockShape& s
     p.D = s.D;
     a.part = p.part.get<float>();
     a.count = p.count.get<unsigned>();
-    const char* t = std::getenv("LMSCOPE_CUDA_ATTN_BLOCK_TIMING");
-    if (t && std::string(t) != "0" && std::string(t) != "1")
-        throw_usage_error(format_msg("LMSCOPE_CUDA_ATTN_BLOCK_TIMING={}: expected 0 or 1", t));
-    if (t && std::string(t) == "1") {
+    if (env_switch("LMSCOPE_CUDA_ATTN_BLOCK_TIMING", false)) {
         p.tsum.resize(kStamps * sizeof(unsigned long long));
         CUDA_CHECK(cudaMemset(p.tsum.get(), 0, p.tsum.size()));
         a.tsum = p.tsum.get<unsigned long long>();

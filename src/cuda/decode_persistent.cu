@@ -26,7 +26,6 @@
 // LMSCOPE_CUDA_PERSISTENT_TIMING=1 prints where each phase's time goes.
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -692,10 +691,7 @@ struct PersistentDecode::Plan {
 bool persistent_decode_enabled() {
     // read at every decoder's construction (tests switch it within one process); off by default: on an
     // H100 the 0.6B step is slower than the kernel-per-op one (bench/cuda_notes.md, seventh session)
-    const char* e = std::getenv("LMSCOPE_CUDA_PERSISTENT");
-    if (!e || std::string(e) == "0") return false;
-    if (std::string(e) == "1") return true;
-    throw_usage_error(format_msg("LMSCOPE_CUDA_PERSISTENT={}: expected 0 or 1", e));
+    return env_switch("LMSCOPE_CUDA_PERSISTENT", false);
 }
 
 std::unique_ptr<PersistentDecode> PersistentDecode::create(const PersistentShape& s,
@@ -786,10 +782,7 @@ std::unique_ptr<PersistentDecode> PersistentDecode::create(const PersistentShape
     a.wbuf_elems = wb0 / 2;
     a.o_heads = p.o_heads.get<bf16>();
     a.phase_floats = static_cast<int>(phase_floats);
-    const char* t = std::getenv("LMSCOPE_CUDA_PERSISTENT_TIMING");
-    if (t && std::string(t) != "0" && std::string(t) != "1")
-        throw_usage_error(format_msg("LMSCOPE_CUDA_PERSISTENT_TIMING={}: expected 0 or 1", t));
-    if (t && std::string(t) == "1") {
+    if (env_switch("LMSCOPE_CUDA_PERSISTENT_TIMING", false)) {
         p.tstamp.resize(sizeof(unsigned long long) * layers.size() * kStamps * blocks);
         CUDA_CHECK(cudaMemset(p.tstamp.get(), 0, p.tstamp.size()));
         a.tstamp = p.tstamp.get<unsigned long long>();

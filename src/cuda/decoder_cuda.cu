@@ -55,15 +55,6 @@ int64_t l2_prefetch_budget() {
     return static_cast<int64_t>(l2) * 2 / 5;
 }
 
-// An on/off switch from the environment: unset -> dflt; anything but 0 or 1 is an error naming it.
-bool env_switch(const char* name, bool dflt) {
-    const char* e = std::getenv(name);
-    if (!e) return dflt;
-    const std::string v(e);
-    if (v != "0" && v != "1") fail_rt("{}={}: expected 0 or 1", name, v);
-    return v == "1";
-}
-
 // Programmatic dependent launch of the decode GEMVs and attention (launch_kernel in common.cuh): on
 // unless LMSCOPE_CUDA_PDL=0. H100, batch-1 decode, off -> on: 0.6B 828 -> 983 tok/s, 8B 152.5 -> 157.9
 // (bench/RESULTS.md, fourth session).

@@ -11,6 +11,12 @@ namespace lmscope::cuda {
 
 [[noreturn]] void throw_error(const std::string& msg);        // lmscope::Error
 [[noreturn]] void throw_usage_error(const std::string& msg);  // lmscope::UsageError
+/**
+ * An on/off switch from the environment (the LMSCOPE_CUDA_* ones, docs/cuda.md): unset -> dflt, "0" / "1",
+ * anything else a lmscope::UsageError "<name>=<value>: expected 0 or 1". Read where it is called, so tests
+ * can switch it within one process.
+ */
+bool env_switch(const char* name, bool dflt);
 /** "CUDA error: <what> in `<stmt>` (<file>:<line>)" as lmscope::Error. */
 [[noreturn]] void cuda_fail(const char* what, const char* stmt, const char* file, int line);
 
