@@ -53,7 +53,9 @@ public:
     /**
      * How a batch-1 decode step runs: "persistent" (one kernel for every layer, decode_persistent.h),
      * "attention-block (...)" (decode_attn_block.h), or "per-op: <why not persistent>; <why not the
-     * attention block>; dense GEMVs: <shared memory where the weights fit | rows>" (ops/cuda/gemv_smem.cuh).
+     * attention block>; dense GEMVs: <shared memory where the weights fit, each asking L2 for the next 2 MB |
+     * rows (...)>" (ops/cuda/gemv_smem.cuh), with "; L2 prefetch: <off | N MB ahead of every GEMV>" in place
+     * of the L2 clause where LMSCOPE_CUDA_L2_PREFETCH_MB is set.
      */
     std::string batch1_step() const;
 

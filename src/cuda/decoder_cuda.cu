@@ -43,12 +43,25 @@ __global__ void advance_pos_kernel(int32_t* pos, int B) {
 }
 
 // LMSCOPE_CUDA_L2_PREFETCH_MB: how far ahead of the running decode GEMV the weights are asked into
-// L2; off by default: on an H100 it made batch-1 decode 3-4% slower, not faster (the GEMVs are bound
-// by their latency chains, not by DRAM; bench/cuda_notes.md v7). "auto" = 40% of the L2.
+// L2, for every GEMV ("auto" = 40% of the L2; 0 = off). Unset (-1): kSmemL2Ahead ahead of each batch-1
+// shared-memory GEMV, none ahead of the others. On an H100 a budget for every GEMV made batch-1 decode
+// 3-4% slower (the row GEMVs are bound by their latency chains, not by DRAM; bench/cuda_notes.md v7).
+// Tenth session, 2 MB ahead of every GEMV: 0.6B BF16 (all shared-memory GEMVs) 1-2% faster, 0.6B FP8 / AWQ
+// 0.5-4% and 8B AWQ 1% slower; larger budgets slower everywhere (the bulk prefetches queue in front of the
+// next kernel's own TMA copies). Hence the default: only the shared-memory GEMVs ask.
+constexpr int64_t kSmemL2Ahead = int64_t{2} << 20;
 int64_t l2_prefetch_budget() {
     const char* e = std::getenv("LMSCOPE_CUDA_L2_PREFETCH_MB");
-    if (!e) return 0;
-    if (std::string(e) != "auto") return static_cast<int64_t>(std::atof(e) * 1048576.0);
+    if (!e) return -1;
+    const std::string v(e);
+    if (v != "auto") {
+        char* end = nullptr;
+        const double mb = std::strtod(v.c_str(), &end);
+        if (v.empty() || *end != '\0' || !(mb >= 0.0) || mb > 1e6)
+            throw_usage_error(
+                format_msg("LMSCOPE_CUDA_L2_PREFETCH_MB={}: expected a number of MB >= 0 or auto", v));
+        return static_cast<int64_t>(mb * 1048576.0);
+    }
     int dev = 0, l2 = 0;
     CUDA_CHECK(cudaGetDevice(&dev));
     CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
@@ -134,7 +147,8 @@ struct CudaDecoder::Impl {
     DeviceBuffer sample_work, d_u, d_sampled;
     // L2 prefetch chain of the decode GEMVs (see plan_l2)
     std::vector<const DeviceLinear*> gemv_order;  // qkv, o, gate_up, down of each layer, then lm_head
-    int64_t l2_budget = 0;                        // bytes ahead of the running GEMV; 0: off
+    int64_t l2_budget = -1;                       // bytes ahead of the running GEMV; 0: off; -1: kSmemL2Ahead
+    int64_t step_rows = 0;                        // rows of the forward being enqueued
     bool pdl = true;
     bool gemv_smem = true;  // LMSCOPE_CUDA_GEMV_SMEM
     unsigned knockout = 0;  // Knockout bits (decode steps only)
@@ -313,23 +327,28 @@ struct CudaDecoder::Impl {
     }
 
     // The GEMV about to be enqueued (the gemv_next-th of the step) asks L2 for the linears after it,
-    // up to l2_budget bytes ahead of it (a prefix of the next one when it is larger), skipping what
+    // up to `budget` bytes ahead of it (a prefix of the next one when it is larger), skipping what
     // an earlier GEMV asked for. DRAM then streams the weights of the next kernels while this one,
     // the q/k norm + RoPE and the attention kernels run; the GEMVs themselves mostly hit in L2.
     L2Prefetch plan_l2() {
         const size_t i = gemv_next++;
         L2Prefetch pf;
-        if (l2_budget <= 0) return pf;
+        const int64_t budget =
+            l2_budget >= 0 ? l2_budget
+            : gemv_smem && i < gemv_order.size() && linear_gemv_smem_grid(*gemv_order[i], step_rows) > 0
+                ? kSmemL2Ahead
+                : 0;
+        if (budget <= 0) return pf;
         int64_t ahead = 0;
         for (size_t j = i + 1; j < gemv_order.size(); ++j) {
             const int64_t b = linear_read_bytes(*gemv_order[j]);
             if (j >= l2_next) {
-                const int64_t take = std::min(b, l2_budget - ahead);
+                const int64_t take = std::min(b, budget - ahead);
                 if (take <= 0 || !l2_prefetch_add(pf, *gemv_order[j], take)) break;
                 l2_next = j + 1;
             }
             ahead += b;
-            if (ahead >= l2_budget) break;
+            if (ahead >= budget) break;
         }
         return pf;
     }
@@ -353,6 +372,7 @@ struct CudaDecoder::Impl {
         void* deq = dequant.get();
         float* xp = x.get<float>();
         gemv_next = l2_next = 0;
+        step_rows = R;
         embedding_cuda(ids, R, embed, H, xp, st);
         if (traced) tr.show("model.embed_tokens", xp, DType::F32, R, H, H, {R, H});
         const bool one_kernel = persistent && prefill_seq < 0 && !traced && R == 1 && rows.pos && !ko;
@@ -601,9 +621,16 @@ size_t CudaDecoder::weight_bytes() const { return impl_->wbytes; }
 std::string CudaDecoder::batch1_step() const {
     if (impl_->persistent) return "persistent";
     if (impl_->attn_block) return "attention-block (" + impl_->attn_block->describe() + ")";
-    return "per-op: " + impl_->persistent_why + "; " + impl_->attn_block_why +
-           (impl_->gemv_smem ? "; dense GEMVs: shared memory where the weights fit"
-                             : "; dense GEMVs: rows (LMSCOPE_CUDA_GEMV_SMEM=0)");
+    const int64_t l2 = impl_->l2_budget;
+    std::string s = "per-op: " + impl_->persistent_why + "; " + impl_->attn_block_why +
+                    (impl_->gemv_smem ? "; dense GEMVs: shared memory where the weights fit"
+                                      : "; dense GEMVs: rows (LMSCOPE_CUDA_GEMV_SMEM=0)");
+    if (l2 < 0)
+        return s + (impl_->gemv_smem ? format_msg(", each asking L2 for the next {} MB", kSmemL2Ahead >> 20)
+                                     : "");
+    if (l2 == 0) return s + "; L2 prefetch: off (LMSCOPE_CUDA_L2_PREFETCH_MB=0)";
+    return s + format_msg("; L2 prefetch: {} MB ahead of every GEMV (LMSCOPE_CUDA_L2_PREFETCH_MB)",
+                          static_cast<double>(l2) / 1048576.0);
 }
 size_t CudaDecoder::kv_bytes_per_position() const {
     return 2 * static_cast<size_t>(impl_->cfg.num_layers * impl_->cfg.kv_dim()) * dtype_size(impl_->kv_dtype);

@@ -323,7 +323,7 @@ TEST(CudaPersistent, MatchesKernelPerOpStep) {
         expect_decode_paths_agree("LMSCOPE_CUDA_PERSISTENT", "persistent",
                                   "per-op: LMSCOPE_CUDA_PERSISTENT is not 1; LMSCOPE_CUDA_ATTN_BLOCK is not "
                                   "1; dense GEMVs: shared memory "
-                                  "where the weights fit");
+                                  "where the weights fit, each asking L2 for the next 2 MB");
     unsetenv("LMSCOPE_CUDA_ATTN_BLOCK");
     const std::string dir = root + "/qwen3_gqa_4_128";
     expect_switch_rejected(dir, "LMSCOPE_CUDA_PERSISTENT", "yes");
@@ -341,7 +341,7 @@ TEST(CudaAttnBlock, MatchesKernelPerOpStep) {
         expect_decode_paths_agree("LMSCOPE_CUDA_ATTN_BLOCK", "attention-block (clusters of ",
                                   "per-op: LMSCOPE_CUDA_PERSISTENT is not 1; LMSCOPE_CUDA_ATTN_BLOCK is not "
                                   "1; dense GEMVs: shared memory "
-                                  "where the weights fit");
+                                  "where the weights fit, each asking L2 for the next 2 MB");
     expect_switch_rejected(root + "/qwen3_gqa_4_128", "LMSCOPE_CUDA_ATTN_BLOCK", "yes");
     setenv("LMSCOPE_CUDA_ATTN_BLOCK", "1", 1);
     expect_switch_rejected(root + "/qwen3_gqa_4_128", "LMSCOPE_CUDA_ATTN_BLOCK_TIMING", "on");
@@ -355,10 +355,32 @@ TEST(CudaAttnBlock, MatchesKernelPerOpStep) {
 TEST(CudaGemvSmem, MatchesRowGemvStep) {
     if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
     const std::string per_op = "per-op: LMSCOPE_CUDA_PERSISTENT is not 1; LMSCOPE_CUDA_ATTN_BLOCK is not 1";
-    const std::string root = expect_decode_paths_agree(
-        "LMSCOPE_CUDA_GEMV_SMEM", per_op + "; dense GEMVs: shared memory where the weights fit",
-        per_op + "; dense GEMVs: rows (LMSCOPE_CUDA_GEMV_SMEM=0)");
-    expect_switch_rejected(root + "/qwen3_gqa_4_128", "LMSCOPE_CUDA_GEMV_SMEM", "yes");
+    const std::string smem = per_op + "; dense GEMVs: shared memory where the weights fit";
+    const std::string root =
+        expect_decode_paths_agree("LMSCOPE_CUDA_GEMV_SMEM", smem + ", each asking L2 for the next 2 MB",
+                                  per_op + "; dense GEMVs: rows (LMSCOPE_CUDA_GEMV_SMEM=0)");
+    const std::string dir = root + "/qwen3_gqa_4_128";
+    expect_switch_rejected(dir, "LMSCOPE_CUDA_GEMV_SMEM", "yes");
+    // LMSCOPE_CUDA_L2_PREFETCH_MB replaces the default (2 MB ahead of each shared-memory GEMV) for every GEMV
+    DecoderModel host = DecoderModel::load(dir);
+    for (auto [value, want] : std::vector<std::pair<const char*, std::string> >{
+             {"0", smem + "; L2 prefetch: off (LMSCOPE_CUDA_L2_PREFETCH_MB=0)"},
+             {"3", smem + "; L2 prefetch: 3 MB ahead of every GEMV (LMSCOPE_CUDA_L2_PREFETCH_MB)"},
+             {"-1", ""},
+             {"2x", ""}}) {
+        setenv("LMSCOPE_CUDA_L2_PREFETCH_MB", value, 1);
+        try {
+            cuda::CudaDecoder dev(host, {false, true});
+            EXPECT_EQ(dev.batch1_step(), want) << value;
+        } catch (const std::exception& e) {
+            EXPECT_TRUE(want.empty()) << value << ": " << e.what();
+            EXPECT_NE(std::string(e.what()).find(fmt::format(
+                          "LMSCOPE_CUDA_L2_PREFETCH_MB={}: expected a number of MB >= 0 or auto", value)),
+                      std::string::npos)
+                << e.what();
+        }
+    }
+    unsetenv("LMSCOPE_CUDA_L2_PREFETCH_MB");
     std::filesystem::remove_all(root);
 }
 

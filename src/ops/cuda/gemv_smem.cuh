@@ -1,7 +1,7 @@
 // The batch-1 decode GEMV with each block's rows of the weight in shared memory (GemvIn::smem, which the
 // decoder sets unless LMSCOPE_CUDA_GEMV_SMEM=0), for weights small enough that a block's share fits (a
 // Qwen3-0.6B layer: at most 94 KB of BF16 a block on 132 SMs). The rows come in by TMA bulk
-// copies issued before griddepcontrol.wait, and a block takes part of an SM (16 warps, 48 registers,
+// copies issued before griddepcontrol.wait, and a block takes part of an SM (16 warps, 56 registers,
 // <= ~110 KB), so under PDL it is resident while the kernel before it runs and its weights arrive
 // meanwhile (the row GEMV of gemv.cuh holds the whole register file, so its loads start only as the
 // previous kernel's blocks leave). The dot products then read shared memory only; they take 1-2 us of a
@@ -158,20 +158,34 @@ using Mode = std::integral_constant<GemvInput, M>;
  * Launches the shared-memory GEMV of the format F over the rows at `w` where it applies (batch 1, a
  * block's share of the rows at most kSmemSliceMax bytes); false when the row GEMV must run.
  */
+/** The launch of the shared-memory GEMV for a weight of (out, in) at T rows; grid 0 where it does not apply.
+ */
+struct SmemPlan {
+    int64_t grid = 0, rows_max = 0;
+    size_t smem = 0;
+};
+template <class F>
+SmemPlan smem_plan(const typename F::Params& p, const void* w, int in, int out, int T) {
+    SmemPlan none, pl;
+    if (T != 1 || out <= 0 || in % F::kVN != 0 || !F::fits(p, in) || reinterpret_cast<uintptr_t>(w) % 16 != 0)
+        return none;
+    pl.grid = std::min<int64_t>(sm_count(), out);
+    pl.rows_max = (out + pl.grid - 1) / pl.grid;
+    const int64_t slice = pl.rows_max * (in / F::kVN) * 16;
+    if (slice > kSmemSliceMax || pl.rows_max > kSmemRowsMax) return none;
+    pl.smem = 128 +
+              sizeof(float) * (kSmemWarps * static_cast<size_t>(pl.rows_max) + static_cast<size_t>(in)) +
+              static_cast<size_t>(slice);
+    return pl.smem > max_smem_optin() ? none : pl;
+}
+
 template <class F>
 bool run_smem(const typename F::Params& p, const void* w, const Args& a, GemvInput mode,
               cudaStream_t stream) {
-    if (a.T != 1 || a.out <= 0 || a.in % F::kVN != 0 || !F::fits(p, a.in) ||
-        reinterpret_cast<uintptr_t>(w) % 16 != 0)
-        return false;
-    const int64_t grid = std::min<int64_t>(sm_count(), a.out);
-    const int64_t rows_max = (a.out + grid - 1) / grid;
-    const int64_t slice = rows_max * (a.in / F::kVN) * 16;
-    if (slice > kSmemSliceMax || rows_max > kSmemRowsMax) return false;
-    const size_t smem =
-        128 + sizeof(float) * (kSmemWarps * static_cast<size_t>(rows_max) + static_cast<size_t>(a.in)) +
-        static_cast<size_t>(slice);
-    if (smem > max_smem_optin()) return false;
+    const SmemPlan pl = smem_plan<F>(p, w, a.in, a.out, a.T);
+    if (pl.grid == 0) return false;
+    const int64_t grid = pl.grid, rows_max = pl.rows_max;
+    const size_t smem = pl.smem;
     const auto go = [&](auto mode_tag) {
         constexpr GemvInput kMode = decltype(mode_tag)::value;
         static std::once_flag once;  // one per kernel: the lambda is instantiated per mode

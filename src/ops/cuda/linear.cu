@@ -175,6 +175,18 @@ void linear_gemv_cuda(const float* x, int64_t T, const DeviceLinear& w, const Ge
     });
 }
 
+int linear_gemv_smem_grid(const DeviceLinear& w, int64_t T) {
+    if (w.format != LinearFormat::Dense || T != 1) return 0;
+    int grid = 0;
+    dispatch_float(w.dtype, [&](auto* tp) {
+        using WT = std::remove_pointer_t<decltype(tp)>;
+        grid = static_cast<int>(
+            gemv::smem_plan<DenseSmem<WT>>({}, w.weight, static_cast<int>(w.in), static_cast<int>(w.out), 1)
+                .grid);
+    });
+    return grid;
+}
+
 int64_t linear_read_bytes(const DeviceLinear& w) {
     switch (w.format) {
         case LinearFormat::Dense: return w.out * w.in * static_cast<int64_t>(dtype_size(w.dtype));
