@@ -1,5 +1,6 @@
 // The decode GEMV skeleton every weight format shares (linear.cu: dense, linear_fp8.cu, linear_awq.cu).
-// One wave of blocks (as many as are resident at once) of kWarps warps each. A block stages f(x) for
+// One wave of blocks (as many as are resident at once) of kWarps warps each (the batch-1 kernel: F::kWarps1).
+// A block stages f(x) for
 // NT <= 8 rows in shared memory once (RMSNorm or SwiGLU fused into the staging), then each warp takes
 // F::kRows output rows at a time, the next group's first loads in flight meanwhile, and asks the
 // format's rows_dot for their NT dot products (16-byte streamed weight loads, dequantised in
@@ -10,8 +11,10 @@
 //   Acc<NT>, Stage<NT>                   the lane accumulators and the staged-x layout (LaneFormat's
 //                                        defaults: every lane sums all kRows x NT outputs, a warp sum
 //                                        finishes them; x as f32; the tensor-core formats differ)
-//   kBlocks1, kNextEarly                 resident blocks per SM the batch-1 kernel is built for; whether
-//                                        the next row group's preload goes out before this group's work
+//   kBlocks1, kWarps1, kNextEarly        resident blocks per SM the batch-1 kernel is built for, and its
+//                                        warps per block (fewer, larger blocks stage x fewer times per SM);
+//                                        whether the next row group's preload goes out before this group's
+//                                        work
 //   kPerPass, kMinPart, vectors(p, in)   units (of a row) one warp pass loads, the fewest a split-K
 //                                        part takes, units per row (0: no vector path, no split)
 //   kPre, preload(p, row0, out, in, lane, pre[kPre])   the warp's first 16-byte loads, issued before
@@ -241,6 +244,7 @@ struct LaneFormat {
     static constexpr int kRows = R;
     static constexpr int kMinPart = 32;  // split-K: 16-byte vectors a part takes at least (one per lane)
     static constexpr int kBlocks1 = 3;   // blocks per SM the batch-1 kernel's registers must allow
+    static constexpr int kWarps1 = kWarps;    // warps per block of the batch-1 kernel
     static constexpr bool kNextEarly = true;  // the next row group's first loads in flight during this one
     static constexpr bool kPreferShared =
         false;  // prefer_shared_carveout (common.cuh): the dense format only
@@ -335,16 +339,24 @@ __device__ __forceinline__ void stage_x(const Args& a, const X_& X) {
 
 // batch 1: at most 80 registers, so that 3 blocks fit on an SM (89 without the bound: 2 blocks, a
 // third fewer warps streaming; 0.6B 944 -> 907 tok/s)
+/** Warps per block of the NT-row kernel of format F. */
+template <class F, int NT>
+constexpr int block_warps() {
+    return NT == 1 ? F::kWarps1 : kWarps;
+}
+
 template <class F, int NT, GemvInput MODE>
-__global__ void __launch_bounds__(kWarps * 32, NT == 1 ? F::kBlocks1 : 1) gemv_kernel(typename F::Params w, Args a, bool pdl) {
+__global__ void __launch_bounds__(block_warps<F, NT>() * 32, NT == 1 ? F::kBlocks1 : 1)
+    gemv_kernel(typename F::Params w, Args a, bool pdl) {
+    constexpr int W = block_warps<F, NT>();
     extern __shared__ float4 xs4[];  // (NT, in) transformed inputs, 4 NT bytes per k in either layout
     constexpr int RPW = F::kRows;
     using Acc = typename F::template Acc<NT>;
-    __shared__ typename Acc::Shared part_sum[kWarps];  // split-K: each warp's sums, added up by part 0
+    __shared__ typename Acc::Shared part_sum[W];  // split-K: each warp's sums, added up by part 0
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    // split-K (a.ksplit warps per row group, a divisor of kWarps): part p of a group takes the 16-byte
+    // split-K (a.ksplit warps per row group, a divisor of W): part p of a group takes the 16-byte
     // vectors [kb, ke) of its rows; 1 when the format has no vector path (nv = 0)
-    const int ks = a.ksplit, groups = kWarps / ks, grp = warp / ks, part = warp % ks;
+    const int ks = a.ksplit, groups = W / ks, grp = warp / ks, part = warp % ks;
     const int nv = F::vectors(w, a.in), kb = nv * part / ks, ke = nv * (part + 1) / ks;
     const int stride = gridDim.x * groups * RPW;
     const int block0 = blockIdx.x * groups * RPW;  // the block's first row; the row loop is uniform over the block
@@ -360,7 +372,7 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? F::kBlocks1 : 1) gemv_k
     // into L1 meanwhile: the RMSNorm weights this thread scales x by (read after the block reduction,
     // an L2 round trip on the critical path otherwise); they are constant, so before the wait too
     if (MODE == GemvInput::RmsNorm && a.nw)
-        for (int i = 4 * threadIdx.x; i < a.in && i < 4 * 4 * kWarps * 32; i += 4 * kWarps * 32) prefetch_l1(a.nw + i);
+        for (int i = 4 * threadIdx.x; i < a.in && i < 4 * 4 * W * 32; i += 4 * W * 32) prefetch_l1(a.nw + i);
     if (pdl) asm volatile("griddepcontrol.wait;" ::: "memory");
     // the residual this warp adds its first rows to (written by an earlier kernel: after the wait)
     if (a.acc && part == 0 && lane < RPW * NT && first + lane % RPW < a.out && lane / RPW < a.T)
@@ -429,11 +441,12 @@ inline size_t max_smem_optin() {
  * smaller split on ties; at least min_part units a part: 32 vectors, one per lane, for the row formats). 0.6B o / down (1024 rows of 2048 /
  * 3072) split in 2: one round each instead of 2-3, every load issued before the previous kernel ends.
  */
-inline int split_k(int64_t nv, int64_t per_pass, int64_t min_part, int64_t groups, int64_t slots) {
+inline int split_k(int64_t nv, int64_t per_pass, int64_t min_part, int64_t groups, int64_t slots,
+                   int block_warps = kWarps) {
     if (nv <= 0) return 1;
     int best = 1;
     int64_t best_rounds = 0;
-    for (int ks = 1; ks <= kWarps; ks *= 2) {
+    for (int ks = 1; ks <= block_warps && block_warps % ks == 0; ks *= 2) {
         // only where one wave of whole rows leaves warps idle: a GEMV that fills them is bound by
         // bytes, not rounds (8B o / down split in 2: 153.8 -> 145 tok/s)
         if (ks > 1 && (nv / ks < min_part || groups * ks > slots)) break;
@@ -459,20 +472,21 @@ void launch(const typename F::Params& w, const Args& a, cudaStream_t stream) {
                                         static_cast<int>(dyn)));
         if (F::kPreferShared) prefer_shared_carveout(reinterpret_cast<const void*>(gemv_kernel<F, NT, MODE>));
     });
-    const int64_t rows_per_block = kWarps * F::kRows;
+    constexpr int W = block_warps<F, NT>();
     // One wave: as many blocks as are resident at once, each looping over its rows with the next row
     // group's loads in flight (8 per SM before, two waves at 56 registers: the second wave's blocks
     // started cold; bench/cuda_notes.md v15). Half a wave, to leave room for the next kernel's
     // blocks under PDL, was slower: 0.6B 936 -> 700 tok/s.
     int occ = 0;
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, gemv_kernel<F, NT, MODE>, kWarps * 32, smem));
-    const int64_t blocks = sm_count() * static_cast<int64_t>(std::max(occ, 1)), slots = blocks * kWarps;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, gemv_kernel<F, NT, MODE>, W * 32, smem));
+    const int64_t blocks = sm_count() * static_cast<int64_t>(std::max(occ, 1)), slots = blocks * W;
     Args b = a;
-    b.ksplit = split_k(F::vectors(w, a.in), F::kPerPass, F::kMinPart, (a.out + F::kRows - 1) / F::kRows, slots);
+    b.ksplit =
+        split_k(F::vectors(w, a.in), F::kPerPass, F::kMinPart, (a.out + F::kRows - 1) / F::kRows, slots, W);
     const int64_t groups = (a.out + F::kRows - 1) / F::kRows * b.ksplit;
-    const int64_t grid = std::min<int64_t>((groups + kWarps - 1) / kWarps, blocks);
-    launch_kernel(gemv_kernel<F, NT, MODE>, dim3(static_cast<unsigned>(grid)), dim3(kWarps * 32), smem, stream, b.pdl, w, b,
-                  b.pdl);
+    const int64_t grid = std::min<int64_t>((groups + W - 1) / W, blocks);
+    launch_kernel(gemv_kernel<F, NT, MODE>, dim3(static_cast<unsigned>(grid)), dim3(W * 32), smem, stream,
+                  b.pdl, w, b, b.pdl);
     CUDA_CHECK_LAUNCH();
 }
 

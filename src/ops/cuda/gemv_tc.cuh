@@ -62,12 +62,14 @@ struct TcSums {
     }
 };
 
-template <class D, int B1>  // B1: resident blocks per SM the batch-1 build is for
+template <class D, int B1,
+          int W1 = kWarps>  // B1: resident blocks per SM the batch-1 build is for, of W1 warps
 struct TcFmt {
     static constexpr int kChunk = D::kChunk;
     static constexpr int kU = 2;               // chunks per pass, per lane and row (x 2 rows: four 16-byte loads)
     static_assert(kU == 2, "scales() fills one uint4: two chunks x two rows");
     static constexpr int kBlocks1 = B1;
+    static constexpr int kWarps1 = W1;
     static constexpr bool kNextEarly = false;  // rows_dot double-buffers; a warp seldom has a second tile
     static constexpr bool kPreferShared =
         false;  // prefer_shared_carveout (common.cuh): the dense format only
@@ -177,9 +179,12 @@ struct TcFmt {
 };
 
 /**
- * gemv::run for decoder D: 2 blocks per SM (no spills) unless 3 let the tiles split K in two where 2
- * do not (8B AWQ gate_up, 1536 tiles; H100 probe, 2 -> 3 blocks: 26.5 -> 21.7 us; every other decode
- * shape was faster with 2: 8B down 20.5 -> 15.9 us, 0.6B qkv 4.7 -> 3.8; bench/cuda_notes.md v20).
+ * gemv::run for decoder D: 3 blocks per SM where they let the tiles split K in two and 2 blocks would not
+ * (8B gate_up, 1536 tiles; H100 probe, 2 -> 3 blocks: 26.5 -> 21.7 us, bench/cuda_notes.md v20); otherwise,
+ * at batch 1, one block of 16 warps per SM, which stages x once per SM instead of twice (the staging's L2
+ * reads are ~half the weight bytes of an AWQ down projection with SwiGLU: 8B awq down 16.1 -> 14.0 us, qkv
+ * 9.3 -> 8.9, fp8 down 24.0 -> 21.7; 8B b=1 awq 346 -> 355 tok/s, fp8 258 -> 265, 0.6B awq 1137 -> 1162;
+ * tenth session); 2 blocks of 8 at batch > 1.
  */
 template <class D>
 void run_tc(const typename D::Params& p, const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in, float* y,
@@ -187,6 +192,8 @@ void run_tc(const typename D::Params& p, const float* x, int64_t T, const Device
     const int64_t tiles = (w.out + 15) / 16, slots2 = int64_t{sm_count()} * 2 * kWarps;
     if (tiles * 2 > slots2 && tiles * 2 <= slots2 * 3 / 2)
         run<TcFmt<D, 3>>(p, x, T, w, in, y, y_stride, accumulate, stream);
+    else if (T == 1)
+        run<TcFmt<D, 1, 2 * kWarps>>(p, x, T, w, in, y, y_stride, accumulate, stream);
     else
         run<TcFmt<D, 2>>(p, x, T, w, in, y, y_stride, accumulate, stream);
 }
