@@ -62,8 +62,8 @@ struct TcSums {
     }
 };
 
-template <class D, int B1,
-          int W1 = kWarps>  // B1: resident blocks per SM the batch-1 build is for, of W1 warps
+// B1: resident blocks per SM the batch-1 build is for, of W1 warps
+template <class D, int B1, int W1 = kWarps>
 struct TcFmt {
     static constexpr int kChunk = D::kChunk;
     static constexpr int kU = 2;               // chunks per pass, per lane and row (x 2 rows: four 16-byte loads)
