@@ -337,14 +337,14 @@ __device__ __forceinline__ void stage_x(const Args& a, const X_& X) {
     else stage_x_scalar<NT, MODE>(a, X);
 }
 
-// batch 1: at most 80 registers, so that 3 blocks fit on an SM (89 without the bound: 2 blocks, a
-// third fewer warps streaming; 0.6B 944 -> 907 tok/s)
 /** Warps per block of the NT-row kernel of format F. */
 template <class F, int NT>
 constexpr int block_warps() {
     return NT == 1 ? F::kWarps1 : kWarps;
 }
 
+// batch 1: at most 80 registers, so that 3 blocks of 8 warps (or one of 24) fit on an SM (89 without the
+// bound: 2 blocks, a third fewer warps streaming; 0.6B 944 -> 907 tok/s)
 template <class F, int NT, GemvInput MODE>
 __global__ void __launch_bounds__(block_warps<F, NT>() * 32, NT == 1 ? F::kBlocks1 : 1)
     gemv_kernel(typename F::Params w, Args a, bool pdl) {

@@ -154,12 +154,7 @@ __global__ void __launch_bounds__(kSmemWarps * 32, 2)
 template <GemvInput M>
 using Mode = std::integral_constant<GemvInput, M>;
 
-/**
- * Launches the shared-memory GEMV of the format F over the rows at `w` where it applies (batch 1, a
- * block's share of the rows at most kSmemSliceMax bytes); false when the row GEMV must run.
- */
-/** The launch of the shared-memory GEMV for a weight of (out, in) at T rows; grid 0 where it does not apply.
- */
+/** The launch of the shared-memory GEMV for a weight (out, in) at T rows; grid 0 where it does not apply. */
 struct SmemPlan {
     int64_t grid = 0, rows_max = 0;
     size_t smem = 0;
@@ -179,6 +174,10 @@ SmemPlan smem_plan(const typename F::Params& p, const void* w, int in, int out, 
     return pl.smem > max_smem_optin() ? none : pl;
 }
 
+/**
+ * Launches the shared-memory GEMV of the format F over the rows at `w` where it applies (batch 1, a
+ * block's share of the rows at most kSmemSliceMax bytes); false when the row GEMV must run.
+ */
 template <class F>
 bool run_smem(const typename F::Params& p, const void* w, const Args& a, GemvInput mode,
               cudaStream_t stream) {

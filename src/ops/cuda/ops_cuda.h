@@ -237,8 +237,7 @@ struct GemvIn {
 void linear_gemv_cuda(const float* x, int64_t T, const DeviceLinear& w, const GemvIn& in, float* y,
                       int64_t y_stride, bool accumulate, cudaStream_t stream = nullptr);
 
-/** Blocks of the shared-memory GEMV (GemvIn::smem) that linear_gemv_cuda runs for w at T rows; 0: the row
- * GEMV. */
+/** Blocks of the shared-memory GEMV (GemvIn::smem) linear_gemv_cuda runs for w at T rows; 0: the row GEMV. */
 int linear_gemv_smem_grid(const DeviceLinear& w, int64_t T);
 
 /** Same as linear_cpu: y (T, out) = x (T, in) W^T + b, f32 device buffers (GEMV kernel). */
