@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "cuda/common.cuh"
+#include "cuda/errors.h"
 #include "ops/cuda/ops_cuda.h"
 
 using namespace lmscope;
@@ -216,8 +217,7 @@ int main(int argc, char** argv) {
     for (const ProbeShape& s : layer) layer_bytes += static_cast<size_t>(s.out * s.in) * 2;
     const int nl = static_cast<int>(std::min<size_t>(28, pool_bytes / layer_bytes));
     // as the decoder does: the weights through shared memory unless LMSCOPE_CUDA_GEMV_SMEM=0
-    const char* smem_env = std::getenv("LMSCOPE_CUDA_GEMV_SMEM");
-    const bool smem = !smem_env || std::string(smem_env) != "0";
+    const bool smem = env_switch("LMSCOPE_CUDA_GEMV_SMEM", true);
     const double chain = time_graph(st, 4 * nl, [&](int i) {
         const ProbeShape& s = layer[i % 4];
         size_t off = static_cast<size_t>(i / 4) * layer_bytes;
