@@ -629,36 +629,54 @@ std::vector<Case> make_cases() {
     }, 128, {1, 8, 33});
     add_quant_fused_cases(cs, "awq", [](int64_t in, std::mt19937& rng) { return make_awq(40, in, 128, true, rng); });
     // tensor-core GEMM of quantized weights (linear_gemm_cuda, 8 < T <= 64): odd out, a partial last K
-    // tile, split-K (f32 output + residual, atomics) and a 16-bit output
+    // tile, split-K (f32 output + residual, atomics) and a 16-bit output. Row-major layouts take
+    // linear_qgemm.cu's kernel; the tiled layouts (FP8 of >= 8M weights, AWQ of group 128)
+    // linear_qgemm_tc.cu's, here with a partial last 16-row tile and an odd number of 128-k steps
+    struct QgemmShape {
+        bool awq;
+        int64_t out, in, group;
+        DType dt;
+        std::vector<int64_t> Ts;
+    };
+    std::vector<QgemmShape> qgemm_shapes;
     for (int fmt = 0; fmt < 2; ++fmt)
         for (int64_t in : {1056, 4096})
-            for (int64_t T : {9, 16, 17, 40, 64})
-                for (int ymode = 0; ymode < 2; ++ymode) {
-                    const DType dt = fmt ? DType::F16 : DType::BF16;
-                    cs.push_back({fmt::format("linear_qgemm {} in={} T={} y={}", fmt ? "awq" : "fp8", in, T,
-                                              ymode ? dtype_name(dt) : "f32+residual"),
-                                  k16, [=](std::mt19937& rng) {
-                                      const int64_t out = 200;
-                                      const Linear w = fmt ? make_awq(out, in, 32, ymode == 0, rng)
-                                                           : make_fp8(out, in, {}, ymode == 0, rng);
-                                      auto x = rounded(randn(T * in, rng), dt);
-                                      auto ref = ref_concat({w}, x, T);
-                                      auto r = randn(T * out, rng);
-                                      if (ymode == 0)
-                                          for (size_t i = 0; i < ref.size(); ++i) ref[i] += r[i];
-                                      DeviceArena arena;
-                                      const DeviceLinear dl = upload_linear_cuda({&w}, arena, dt);
-                                      Dev dx(tensor_of(x, {T * in}, dt)), scratch(out * in * 2);
-                                      if (ymode == 0) {
-                                          Dev dy(r);
-                                          linear_gemm_cuda(default_cublas(), dx.p, T, dl, dy.p, DType::F32, true, nullptr, scratch.p);
-                                          return max_rel_diff(dy.f32(T * out), ref);
-                                      }
-                                      Dev dy(ref.size() * 2);
-                                      linear_gemm_cuda(default_cublas(), dx.p, T, dl, dy.p, dt, false, nullptr, scratch.p);
-                                      return max_rel_diff(dy.f32(T * out, dt), ref);
-                                  }});
-                }
+            qgemm_shapes.push_back(
+                {fmt == 1, 200, in, 32, fmt ? DType::F16 : DType::BF16, {9, 16, 17, 40, 64}});
+    qgemm_shapes.push_back({false, 2056, 4224, 128, DType::BF16, {9, 17, 33, 64}});
+    qgemm_shapes.push_back({true, 200, 1152, 128, DType::BF16, {9, 17, 33, 64}});
+    qgemm_shapes.push_back({true, 200, 1152, 128, DType::F16, {17, 40}});
+    qgemm_shapes.push_back({false, 2056, 4224, 128, DType::F16, {17}});
+    for (const QgemmShape& sh : qgemm_shapes)
+        for (int64_t T : sh.Ts)
+            for (int ymode = 0; ymode < 2; ++ymode) {
+                cs.push_back({fmt::format("linear_qgemm {} out={} in={} T={} y={}", sh.awq ? "awq" : "fp8",
+                                          sh.out, sh.in, T, ymode ? dtype_name(sh.dt) : "f32+residual"),
+                              k16, [=](std::mt19937& rng) {
+                                  const int64_t out = sh.out, in = sh.in;
+                                  const DType dt = sh.dt;
+                                  const Linear w = sh.awq ? make_awq(out, in, sh.group, ymode == 0, rng)
+                                                          : make_fp8(out, in, {}, ymode == 0, rng);
+                                  auto x = rounded(randn(T * in, rng), dt);
+                                  auto ref = ref_concat({w}, x, T);
+                                  auto r = randn(T * out, rng);
+                                  if (ymode == 0)
+                                      for (size_t i = 0; i < ref.size(); ++i) ref[i] += r[i];
+                                  DeviceArena arena;
+                                  const DeviceLinear dl = upload_linear_cuda({&w}, arena, dt);
+                                  Dev dx(tensor_of(x, {T * in}, dt)), scratch(out * in * 2);
+                                  if (ymode == 0) {
+                                      Dev dy(r);
+                                      linear_gemm_cuda(default_cublas(), dx.p, T, dl, dy.p, DType::F32, true,
+                                                       nullptr, scratch.p);
+                                      return max_rel_diff(dy.f32(T * out), ref);
+                                  }
+                                  Dev dy(ref.size() * 2);
+                                  linear_gemm_cuda(default_cublas(), dx.p, T, dl, dy.p, dt, false, nullptr,
+                                                   scratch.p);
+                                  return max_rel_diff(dy.f32(T * out, dt), ref);
+                              }});
+            }
     // sampling: the same token as lmscope::Sampler for the same draw
     for (int64_t V : {7, 1000, 151936})
         for (SamplingParams p : {SamplingParams{0.8f, 0, 1.0f, 11}, SamplingParams{1.0f, 50, 1.0f, 12},

@@ -17,12 +17,7 @@
 // (slots 2c + 8, 2c + 9) of both rows: k slot -> k = c kChunk / 4 + 4 j + {0, 1, 2, 3}, the same for
 // every row, and XsBf16 stages x so that lane (n, c)'s B fragment holds exactly those k.
 //
-// A decoder D provides:
-//   Params; kChunk (64 or 128);  const uint4* weights(p)
-//   scale_row(p, row), scale_index(p, ch)   the row's scale words and chunk ch's index in them
-//   Ctx ctx(word_a, word_b)                 per chunk, from the two rows' scale words (AWQ: zeros)
-//   frag(wa, wb, j, ctx, a[4])              the A fragment of k-tile j from the two rows' units
-//   float scale(word)                       the row's scale for the chunk
+// The decoders D (tc::Fp8Decoder, tc::AwqDecoder) and what they provide: quant_tc.cuh.
 #pragma once
 
 #include "cuda/mma.cuh"

@@ -8,6 +8,7 @@
 // tensor cores work on the current one. Grid: out / 64 blocks x split-K chunks, so that every SM holds
 // several blocks; with more than one chunk the f32 output is summed with atomicAdd (zeroed first unless
 // accumulating). Dequantised values are rounded to T16 as in dequantize_linear_cuda (same tolerance).
+// The tiled layouts go to linear_qgemm_tc.cu instead (weights decoded in registers; LMSCOPE_CUDA_QGEMM_TC).
 
 #include <mma.h>
 
@@ -227,18 +228,10 @@ void launch(const typename F::Params& p, const void* x, int64_t T, const DeviceL
             cudaStream_t stream) {
     const int steps = static_cast<int>((w.in + kBK - 1) / kBK);
     const int mblocks = static_cast<int>((w.out + kBM - 1) / kBM);
-    // split K until about 6 blocks per SM stream weights (f32 outputs only; at least 2 steps a chunk)
-    int splits = 1;
-    if (std::is_same_v<OutT, float>)
-        splits = std::clamp((6 * gemv::sm_count() + mblocks - 1) / mblocks, 1, std::max(1, steps / 2));
-    const int per = (steps + splits - 1) / splits;
-    splits = (steps + per - 1) / per;
-    const bool atomic = splits > 1;
-    if (atomic && !acc)
-        CUDA_CHECK(cudaMemsetAsync(y, 0, static_cast<size_t>(T * w.out) * sizeof(float), stream));
-    qgemm_kernel<F, T16, NB, OutT><<<dim3(static_cast<unsigned>(mblocks), static_cast<unsigned>(splits)), kThreads, 0,
+    const QgemmSplit sp = qgemm_split(steps, mblocks, std::is_same_v<OutT, float>, T, w.out, y, acc, stream);
+    qgemm_kernel<F, T16, NB, OutT><<<dim3(static_cast<unsigned>(mblocks), static_cast<unsigned>(sp.splits)), kThreads, 0,
                                       stream>>>(p, static_cast<const T16*>(x), static_cast<int>(T), static_cast<int>(w.in),
-                                                static_cast<int>(w.out), per, w.bias, static_cast<OutT*>(y), acc, atomic);
+                                                static_cast<int>(w.out), sp.per, w.bias, static_cast<OutT*>(y), acc, sp.atomic);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -265,6 +258,17 @@ bool qgemm_enabled() {
 
 }  // namespace
 
+QgemmSplit qgemm_split(int steps, int mblocks, bool f32_out, int64_t T, int64_t out, void* y, bool accumulate,
+                       cudaStream_t stream) {
+    QgemmSplit sp;
+    if (f32_out) sp.splits = std::clamp((6 * gemv::sm_count() + mblocks - 1) / mblocks, 1, std::max(1, steps / 2));
+    sp.per = (steps + sp.splits - 1) / sp.splits;
+    sp.splits = (steps + sp.per - 1) / sp.per;
+    sp.atomic = sp.splits > 1;
+    if (sp.atomic && !accumulate) CUDA_CHECK(cudaMemsetAsync(y, 0, static_cast<size_t>(T * out) * sizeof(float), stream));
+    return sp;
+}
+
 bool qgemm_supported(const DeviceLinear& w, int64_t T, DType y_dtype) {
     if (!qgemm_enabled() || T < 1 || T > kMaxQgemmRows) return false;
     if (w.dtype != DType::BF16 && w.dtype != DType::F16) return false;
@@ -276,6 +280,10 @@ bool qgemm_supported(const DeviceLinear& w, int64_t T, DType y_dtype) {
 
 void qgemm_cuda(const void* x, int64_t T, const DeviceLinear& w, void* y, DType y_dtype, bool accumulate,
                 cudaStream_t stream) {
+    if (qgemm_tc_supported(w, T)) {
+        qgemm_tc_cuda(x, T, w, y, y_dtype, accumulate, stream);
+        return;
+    }
     auto by_t16 = [&](const auto& p, auto* fmt) {
         using F = std::remove_pointer_t<decltype(fmt)>;
         if (w.dtype == DType::F16) dispatch<F, __half>(p, x, T, w, y, y_dtype, accumulate, stream);

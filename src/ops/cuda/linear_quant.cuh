@@ -35,6 +35,28 @@ bool qgemm_supported(const DeviceLinear& w, int64_t T, DType y_dtype);
 void qgemm_cuda(const void* x, int64_t T, const DeviceLinear& w, void* y, DType y_dtype, bool accumulate,
                 cudaStream_t stream);
 
+/** How a small-batch quantized GEMM splits its K steps (qgemm_split). */
+struct QgemmSplit {
+    int per = 1;          // K steps a split
+    int splits = 1;       // grid.y
+    bool atomic = false;  // f32 partial sums added with atomicAdd
+};
+/**
+ * The small-batch GEMMs' split of `steps` K steps over `mblocks` row blocks: K split until about 6
+ * blocks per SM stream weights, f32 outputs only, at least 2 steps a split. When it splits and does
+ * not accumulate, y (T, out) f32 is zeroed on `stream` first.
+ */
+QgemmSplit qgemm_split(int steps, int mblocks, bool f32_out, int64_t T, int64_t out, void* y, bool accumulate,
+                       cudaStream_t stream);
+/**
+ * qgemm_cuda's kernel for the tiled layouts with bf16 activations (linear_qgemm_tc.cu: the weights go
+ * from registers into the tensor cores, never through shared memory): true when it takes w at T
+ * (LMSCOPE_CUDA_QGEMM_TC=0 turns it off).
+ */
+bool qgemm_tc_supported(const DeviceLinear& w, int64_t T);
+void qgemm_tc_cuda(const void* x, int64_t T, const DeviceLinear& w, void* y, DType y_dtype, bool accumulate,
+                   cudaStream_t stream);
+
 /** dst (out, in) in w.dtype (BF16/F16) = the dequantised weight. */
 void dequant_fp8_cuda(const DeviceLinear& w, void* dst, cudaStream_t stream);
 void dequant_awq_cuda(const DeviceLinear& w, void* dst, cudaStream_t stream);
