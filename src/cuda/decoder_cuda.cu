@@ -83,6 +83,7 @@ bool gemv_smem_choice() { return env_switch("LMSCOPE_CUDA_GEMV_SMEM", true); }
 // those kernels out, so their outputs are meaningless; what a step then costs against the full step is
 // what the left-out kernels cost inside it, kernel boundaries included (bench/cuda_notes.md, sixth
 // session: 0.6B's decode attention was 10 us a layer that way). Prefill and traced passes are untouched.
+// On the batched (GEMM) path qkv and gate_up take their RMSNorm with them, down its SwiGLU.
 enum Knockout : unsigned { kKoAttn = 1, kKoQkv = 2, kKoO = 4, kKoGateUp = 8, kKoDown = 16 };
 unsigned knockout_choice() {
     const char* e = std::getenv("LMSCOPE_CUDA_KNOCKOUT");
@@ -394,8 +395,10 @@ struct CudaDecoder::Impl {
                     kvl, st, pdl);
                 gemv_next += 2;  // the q|k|v and o GEMVs of the L2 prefetch chain's order
             } else if (gemm) {
-                rms_norm_cuda(xp, R, H, L.in_norm, eps, xb.get(), act16, st);
-                linear_gemm_cuda(blas, xb.get(), R, L.qkv, qkv.get(), DType::F32, false, st, deq);
+                if (!(ko & kKoQkv)) {
+                    rms_norm_cuda(xp, R, H, L.in_norm, eps, xb.get(), act16, st);
+                    linear_gemm_cuda(blas, xb.get(), R, L.qkv, qkv.get(), DType::F32, false, st, deq);
+                }
             } else if (!(ko & kKoQkv)) {
                 linear_gemv_cuda(xp, R, L.qkv, gemv_in({GemvInput::RmsNorm, L.in_norm, eps, 0, 0, {}}), qkv.get<float>(),
                                  QKV, false, st);
@@ -438,12 +441,14 @@ struct CudaDecoder::Impl {
                 trace_linear(lname(l, "self_attn.o_proj"), gemm, att.get(), R, L.o, {});
             }
             if (gemm) {
-                linear_gemm_cuda(blas, att.get(), R, L.o, xp, DType::F32, true, st, deq);
+                if (!(ko & kKoO)) linear_gemm_cuda(blas, att.get(), R, L.o, xp, DType::F32, true, st, deq);
                 if (traced) tr.show(lname(l, "attn_residual"), xp, DType::F32, R, H, H, {R, H});
                 if (traced) trace_norm(lname(l, "post_attention_layernorm"), xp, R, L.post_norm);
-                rms_norm_cuda(xp, R, H, L.post_norm, eps, xb.get(), act16, st);
-                linear_gemm_cuda(blas, xb.get(), R, L.gate_up, gu.get(), act16, false, st, deq);
-                silu_mul_rows_cuda(gu.get(), R, I, act.get(), act16, st);
+                if (!(ko & kKoGateUp)) {
+                    rms_norm_cuda(xp, R, H, L.post_norm, eps, xb.get(), act16, st);
+                    linear_gemm_cuda(blas, xb.get(), R, L.gate_up, gu.get(), act16, false, st, deq);
+                }
+                if (!(ko & kKoDown)) silu_mul_rows_cuda(gu.get(), R, I, act.get(), act16, st);
                 if (traced) {
                     const size_t es = dtype_size(act16);
                     tr.show(lname(l, "mlp.gate_proj"), gu.get(), act16, R, I, 2 * I, {R, I});
@@ -451,7 +456,8 @@ struct CudaDecoder::Impl {
                     tr.show(lname(l, "mlp.act"), act.get(), act16, R, I, I, {R, I});
                     trace_linear(lname(l, "mlp.down_proj"), true, act.get(), R, L.down, {});
                 }
-                linear_gemm_cuda(blas, act.get(), R, L.down, xp, DType::F32, true, st, deq);
+                if (!(ko & kKoDown))
+                    linear_gemm_cuda(blas, act.get(), R, L.down, xp, DType::F32, true, st, deq);
             } else {
                 if (!(ko & kKoO) && !attn_one_kernel) {
                     GemvIn o_in = gemv_in({});

@@ -259,9 +259,20 @@ bool qgemm_enabled() {
 }  // namespace
 
 QgemmSplit qgemm_split(int steps, int mblocks, bool f32_out, int64_t T, int64_t out, void* y, bool accumulate,
-                       cudaStream_t stream) {
+                       cudaStream_t stream, int resident) {
     QgemmSplit sp;
-    if (f32_out) sp.splits = std::clamp((6 * gemv::sm_count() + mblocks - 1) / mblocks, 1, std::max(1, steps / 2));
+    const int max_splits = std::max(1, steps / 2);
+    if (f32_out && resident > 0) {
+        const int64_t slots = int64_t{resident} * gemv::sm_count();
+        int64_t best = -1;
+        for (int k = 1; k <= max_splits; ++k) {
+            const int per = (steps + k - 1) / k;
+            const int64_t cost = ((int64_t{mblocks} * k + slots - 1) / slots) * (per + 2);
+            if (best < 0 || cost < best) best = cost, sp.splits = k;
+        }
+    } else if (f32_out) {
+        sp.splits = std::clamp((6 * gemv::sm_count() + mblocks - 1) / mblocks, 1, max_splits);
+    }
     sp.per = (steps + sp.splits - 1) / sp.splits;
     sp.splits = (steps + sp.per - 1) / sp.per;
     sp.atomic = sp.splits > 1;

@@ -12,8 +12,9 @@
 // Only x goes through shared memory: 128 k of the T (padded to 8 NB) rows per step, by cp.async, three
 // stages, one barrier a step; lane (g, c)'s B fragment of k-tile pair jj is 16 contiguous bytes of x row
 // 8 b + g at k = c kChunk / 4 + 8 jj of its chunk (gemv_tc.cuh's k slots), read with one 16-byte load.
-// The weights of the next step are in flight (registers) while this step's mma run. Split-K as
-// linear_qgemm.cu (qgemm_split): f32 outputs of several K chunks are summed with atomicAdd.
+// The weights of the next step are in flight (registers) while this step's mma run. Split-K in whole
+// waves of resident blocks (qgemm_split): f32 outputs of several K chunks are summed with 16-byte
+// reductions (red.global.add.v4.f32) after a pass through shared memory.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -150,41 +151,59 @@ __global__ void __launch_bounds__(kThreadsTc)
             raw[h][0] = nraw[h][0], raw[h][1] = nraw[h][1], sw[h][0] = nsw[h][0], sw[h][1] = nsw[h][1];
     }
     mma::cp_async_wait<0>();
-    if (!live) return;
+    // the block's (T, 64) sums through shared memory (the x stages are free now), then 4 consecutive
+    // rows of one token a thread: one 16-byte reduction (red.global.add.v4.f32) or store instead of 4
+    constexpr int kLdT = 16 * kWarpsTc + 4;  // f32 a token row, a multiple of 4
+    static_assert(kRowsX * kLdT <= kStages * kStageUnits * 4, "the sums fit the x stages");
+    float* sums = reinterpret_cast<float*>(xs);
+    __syncthreads();  // every warp is done with the x stages
 #pragma unroll
     for (int b = 0; b < NB; ++b)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const int row = row0 + g + (e >> 1) * 8, t = 8 * b + 2 * c + (e & 1);
-            if (row >= out || t >= T) continue;
-            float v = accum[b][e];
-            if (bias && blockIdx.y == 0) v += bias[row];
-            OutT* dst = y + static_cast<int64_t>(t) * out + row;
-            if constexpr (std::is_same_v<OutT, float>) {
-                if (atomic) {
-                    atomicAdd(dst, v);
-                    continue;
-                }
+        for (int e = 0; e < 4; ++e)
+            sums[(8 * b + 2 * c + (e & 1)) * kLdT + warp * 16 + g + (e >> 1) * 8] = accum[b][e];
+    __syncthreads();
+    const int rb = blockIdx.x * 16 * kWarpsTc;
+    for (int i = threadIdx.x; i < kRowsX * 4 * kWarpsTc; i += kThreadsTc) {
+        const int t = i / (4 * kWarpsTc), r = 4 * (i % (4 * kWarpsTc)), row = rb + r;
+        if (t >= T || row >= out) continue;
+        float4 v = *reinterpret_cast<const float4*>(sums + t * kLdT + r);
+        float* vv = &v.x;
+        const int n = min(4, out - row);
+        if (bias && blockIdx.y == 0)
+            for (int k = 0; k < n; ++k) vv[k] += bias[row + k];
+        OutT* dst = y + static_cast<int64_t>(t) * out + row;
+        if constexpr (std::is_same_v<OutT, float>) {
+            if (atomic) {
+                if (n == 4 && out % 4 == 0)
+                    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(dst), "f"(v.x),
+                                 "f"(v.y), "f"(v.z), "f"(v.w)
+                                 : "memory");
+                else
+                    for (int k = 0; k < n; ++k) atomicAdd(dst + k, vv[k]);
+                continue;
             }
-            *dst = from_f32<OutT>((acc ? to_f32(*dst) : 0.0f) + v);
         }
+        for (int k = 0; k < n; ++k) dst[k] = from_f32<OutT>((acc ? to_f32(dst[k]) : 0.0f) + vv[k]);
+    }
 }
 
 template <class D, int NB, typename OutT>
 void launch(const DeviceLinear& w, const void* x, int64_t T, void* y, bool acc, cudaStream_t stream) {
     const int steps = static_cast<int>(w.in / kStepK);
     const int tiles = static_cast<int>((w.out + 15) / 16), mblocks = (tiles + kWarpsTc - 1) / kWarpsTc;
-    const QgemmSplit sp = qgemm_split(steps, mblocks, std::is_same_v<OutT, float>, T, w.out, y, acc, stream);
     constexpr size_t smem = size_t{kStages} * 8 * NB * XTile<D::kChunk>::kPitch * 16;
     auto* kernel = qgemm_tc_kernel<D, NB, OutT>;
-    if constexpr (smem > 48 * 1024) {
-        static const bool opted = [&] {
+    static const int resident = [&] {  // blocks an SM holds (registers, shared memory)
+        if (smem > 48 * 1024)
             CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                             static_cast<int>(smem)));
-            return true;
-        }();
-        (void)opted;
-    }
+        int n = 0;
+        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreadsTc, smem));
+        return std::max(n, 1);
+    }();
+    const QgemmSplit sp =
+        qgemm_split(steps, mblocks, std::is_same_v<OutT, float>, T, w.out, y, acc, stream, resident);
     kernel<<<dim3(static_cast<unsigned>(mblocks), static_cast<unsigned>(sp.splits)), kThreadsTc, smem, stream>>>(
         D::params(w), static_cast<const typename D::Elem*>(x), static_cast<int>(T), static_cast<int>(w.in),
         static_cast<int>(w.out), sp.per, w.bias, static_cast<OutT*>(y), acc, sp.atomic);

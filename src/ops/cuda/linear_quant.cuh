@@ -42,12 +42,15 @@ struct QgemmSplit {
     bool atomic = false;  // f32 partial sums added with atomicAdd
 };
 /**
- * The small-batch GEMMs' split of `steps` K steps over `mblocks` row blocks: K split until about 6
- * blocks per SM stream weights, f32 outputs only, at least 2 steps a split. When it splits and does
- * not accumulate, y (T, out) f32 is zeroed on `stream` first.
+ * The small-batch GEMMs' split of `steps` K steps over `mblocks` row blocks (f32 outputs only, at least
+ * 2 steps a split). With `resident` (blocks of the kernel that fit an SM) > 0: the split that
+ * minimises waves x (steps a split + 2), waves = ceil(blocks / (resident x SMs)), the fewest splits on
+ * a tie, so that the grid is whole waves (a tail wave of a few blocks costs as much as a full one);
+ * with 0, K is split until about 6 blocks per SM. When it splits and does not accumulate, y (T, out)
+ * f32 is zeroed on `stream` first.
  */
 QgemmSplit qgemm_split(int steps, int mblocks, bool f32_out, int64_t T, int64_t out, void* y, bool accumulate,
-                       cudaStream_t stream);
+                       cudaStream_t stream, int resident = 0);
 /**
  * qgemm_cuda's kernel for the tiled layouts with bf16 activations (linear_qgemm_tc.cu: the weights go
  * from registers into the tensor cores, never through shared memory): true when it takes w at T
