@@ -22,6 +22,7 @@
 
 #include "cuda/mma.cuh"
 #include "ops/cuda/gemv.cuh"
+#include "ops/cuda/quant_tc.cuh"
 
 namespace lmscope::cuda::gemv {
 
@@ -149,14 +150,7 @@ struct TcFmt {
 #pragma unroll
                     for (int b = 0; b < NB; ++b)
                         bf[b] = xlive ? xf[(ch * (kJ / 2) + jj) * xstep + b * Stage<NT>::kN * 4] : make_uint4(0, 0, 0, 0);
-#pragma unroll
-                    for (int h = 0; h < 2; ++h) {
-                        uint32_t a[4];
-                        D::frag(raw[u][0], raw[u][1], 2 * jj + h, cx, a);
-#pragma unroll
-                        for (int b = 0; b < NB; ++b)
-                            mma::mma_16816<__nv_bfloat16>(c4[b], a, h ? bf[b].z : bf[b].x, h ? bf[b].w : bf[b].y);
-                    }
+                    tc::mma_ktile_pair<D, NB>(raw[u][0], raw[u][1], jj, cx, bf, c4);
                 }
                 // columns 2c (hi) and 2c + 1 (lo) of token c: one scale per row for the chunk
                 const float ra = D::scale(wa_s), rb = D::scale(wb_s);

@@ -124,15 +124,7 @@ __global__ void __launch_bounds__(kThreadsTc)
                     uint4 bf[NB];
 #pragma unroll
                     for (int b = 0; b < NB; ++b) bf[b] = xst[X::unit(8 * b + g, u)];
-#pragma unroll
-                    for (int hh = 0; hh < 2; ++hh) {
-                        uint32_t a[4];
-                        D::frag(raw[h][0], raw[h][1], 2 * jj + hh, cx, a);
-#pragma unroll
-                        for (int b = 0; b < NB; ++b)
-                            mma::mma_16816<typename D::Elem>(c4[b], a, hh ? bf[b].z : bf[b].x,
-                                                             hh ? bf[b].w : bf[b].y);
-                    }
+                    tc::mma_ktile_pair<D, NB>(raw[h][0], raw[h][1], jj, cx, bf, c4);
                 }
                 const float ra = D::scale(sw[h][0]), rb = D::scale(sw[h][1]);
 #pragma unroll

@@ -17,6 +17,7 @@
 
 #include <type_traits>
 
+#include "cuda/mma.cuh"
 #include "ops/cuda/gemv.cuh"
 #include "ops/cuda/ops_cuda.h"
 #include "ops/cuda/quant_decode.cuh"
@@ -149,6 +150,25 @@ struct AwqDecoderT {
         a[3] = pair(w1 >> (sh + 4), cx.zb);
     }
 };
+
+/**
+ * c[b] += A B[b] over two k-tiles (2 jj, 2 jj + 1) of a chunk: A decoded by D from the two rows' units,
+ * B[b] the lane's fragments of n-tile b (.x .y: k-tile 2 jj, .z .w: 2 jj + 1). The inner loop of the
+ * tensor-core GEMV (gemv_tc.cuh) and GEMM (linear_qgemm_tc.cu).
+ */
+template <class D, int NB>
+__device__ __forceinline__ void mma_ktile_pair(const uint4& wa, const uint4& wb, int jj,
+                                               const typename D::Ctx& cx, const uint4 (&bf)[NB],
+                                               float (&c)[NB][4]) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        uint32_t a[4];
+        D::frag(wa, wb, 2 * jj + h, cx, a);
+#pragma unroll
+        for (int b = 0; b < NB; ++b)
+            mma::mma_16816<typename D::Elem>(c[b], a, h ? bf[b].z : bf[b].x, h ? bf[b].w : bf[b].y);
+    }
+}
 
 /** The batch <= 8 GEMV's decoders: bf16 fragments (x as bf16 hi + lo, gemv::XsBf16). */
 using Fp8Decoder = Fp8DecoderT<__nv_bfloat16>;
