@@ -34,7 +34,7 @@ constexpr int kStepK = 128;                              // k per step: one AWQ 
 constexpr int kStages = 3;                               // x stages in flight: this step, the next two
 
 /**
- * Shared x tile of one step: (8 NB, 128) bf16, 16 units of 16 bytes a row. Where a quarter warp's
+ * Shared x tile of one step: (8 NB, 128) T16, 16 units of 16 bytes a row. Where a quarter warp's
  * B-fragment loads fall (rows g, g + 1; units u = (k of lane c) / 8 + jj for c = 0..3) decides the row
  * pitch and swizzle: FP8 (chunks of 64: u = 8 h + 2 c + jj) with a pitch of 17 units puts them in 8
  * distinct 16-byte bank groups; AWQ (u = 4 c + jj) needs unit u ^ (u / 8 % 2) and a pitch of 18.
