@@ -16,6 +16,7 @@
 #ifndef LMSCOPE_HAVE_CUDA
 TEST(CudaOps, AllOpsMatchReference) { GTEST_SKIP() << "built without CUDA"; }
 TEST(CudaOps, DecodeAttentionRejectsShapes) { GTEST_SKIP() << "built without CUDA"; }
+TEST(CudaOps, QgemmTcSwitch) { GTEST_SKIP() << "built without CUDA"; }
 #else
 
 #include <cuda_runtime.h>
@@ -30,6 +31,7 @@ TEST(CudaOps, DecodeAttentionRejectsShapes) { GTEST_SKIP() << "built without CUD
 
 #include "model/rope_table.h"
 #include "model/sampler.h"
+#include "ops/cuda/linear_quant.cuh"
 #include "ops/cuda/ops_cuda.h"
 #include "ops/ops.h"
 #include "quant/awq.h"
@@ -734,6 +736,33 @@ TEST(CudaOps, DecodeAttentionRejectsShapes) {
         EXPECT_NE(std::string(e.what()).find("head_dim 7"), std::string::npos) << e.what();
     }
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
+// LMSCOPE_CUDA_QGEMM_TC picks the small-batch GEMM of the tiled layouts; a bad value is a one-line error
+// naming it. Host-side only (no GPU needed): which kernel takes an 8B-shaped FP8 linear at T = 32.
+TEST(CudaOps, QgemmTcSwitch) {
+    DeviceLinear w;
+    w.format = LinearFormat::Fp8Block;
+    w.dtype = DType::BF16;
+    w.in = 4096;
+    w.out = 6144;
+    w.block = 128;
+    DeviceLinear small = w;  // under 8M weights: row-major codes, linear_qgemm.cu's kernel
+    small.out = 1024;
+    EXPECT_TRUE(qgemm_tc_supported(w, 32));
+    EXPECT_FALSE(qgemm_tc_supported(small, 32));
+    setenv("LMSCOPE_CUDA_QGEMM_TC", "0", 1);
+    EXPECT_FALSE(qgemm_tc_supported(w, 32));
+    setenv("LMSCOPE_CUDA_QGEMM_TC", "yes", 1);
+    try {
+        qgemm_tc_supported(w, 32);
+        ADD_FAILURE() << "LMSCOPE_CUDA_QGEMM_TC=yes accepted";
+    } catch (const std::exception& e) {
+        EXPECT_NE(std::string(e.what()).find("LMSCOPE_CUDA_QGEMM_TC=yes: expected 0 or 1"), std::string::npos)
+            << e.what();
+    }
+    unsetenv("LMSCOPE_CUDA_QGEMM_TC");
+    EXPECT_TRUE(qgemm_tc_supported(w, 32));
 }
 
 TEST(CudaOps, AllOpsMatchReference) {

@@ -223,8 +223,10 @@ void dispatch(const DeviceLinear& w, const void* x, int64_t T, void* y, DType y_
 }  // namespace
 
 bool qgemm_tc_supported(const DeviceLinear& w, int64_t T) {
-    static const bool on = env_switch("LMSCOPE_CUDA_QGEMM_TC", true);
-    if (!on || T < 1 || T > kMaxQgemmRows || w.in % kStepK) return false;
+    // read at every call (a getenv beside a kernel launch), so that a bad value is an error each time and
+    // tests can switch it within one process
+    if (!env_switch("LMSCOPE_CUDA_QGEMM_TC", true) || T < 1 || T > kMaxQgemmRows || w.in % kStepK)
+        return false;
     if (w.dtype != DType::BF16 && w.dtype != DType::F16) return false;
     if (w.format == LinearFormat::Fp8Block) return quant::fp8_tiled(w.out, w.in, w.block);
     if (w.format == LinearFormat::AwqInt4) return quant::awq_tiled(w.in, w.block);

@@ -39,7 +39,7 @@ void qgemm_cuda(const void* x, int64_t T, const DeviceLinear& w, void* y, DType 
 struct QgemmSplit {
     int per = 1;          // K steps a split
     int splits = 1;       // grid.y
-    bool atomic = false;  // f32 partial sums added with atomicAdd
+    bool atomic = false;  // f32 partial sums added atomically into y
 };
 /**
  * The small-batch GEMMs' split of `steps` K steps over `mblocks` row blocks (f32 outputs only, at least
@@ -52,9 +52,9 @@ struct QgemmSplit {
 QgemmSplit qgemm_split(int steps, int mblocks, bool f32_out, int64_t T, int64_t out, void* y, bool accumulate,
                        cudaStream_t stream, int resident = 0);
 /**
- * qgemm_cuda's kernel for the tiled layouts with bf16 activations (linear_qgemm_tc.cu: the weights go
+ * qgemm_cuda's kernel for the tiled layouts, bf16 or f16 activations (linear_qgemm_tc.cu: the weights go
  * from registers into the tensor cores, never through shared memory): true when it takes w at T
- * (LMSCOPE_CUDA_QGEMM_TC=0 turns it off).
+ * (LMSCOPE_CUDA_QGEMM_TC=0 turns it off; a value other than 0 / 1 is a UsageError naming it).
  */
 bool qgemm_tc_supported(const DeviceLinear& w, int64_t T);
 void qgemm_tc_cuda(const void* x, int64_t T, const DeviceLinear& w, void* y, DType y_dtype, bool accumulate,
